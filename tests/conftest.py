@@ -1,0 +1,46 @@
+"""Shared test configuration: strict dtype promotion and hypothesis profiles.
+
+Profiles (select with HYPOTHESIS_PROFILE=...):
+  ci   (default) few small examples, so the whole suite stays within minutes on 2 cores;
+  dev  many examples, for a thorough local run.
+"""
+
+import os
+
+import jax
+import pytest
+from hypothesis import HealthCheck, settings
+
+# Any implicit promotion between array dtypes (bf16 + f32, f32 + int) is an error in tests:
+# the library must cast explicitly. Python scalars stay weakly typed.
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+settings.register_profile(
+    "ci",
+    max_examples=8,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.register_profile(
+    "dev",
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow") or os.environ.get("GX_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow or GX_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
