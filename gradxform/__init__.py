@@ -1,11 +1,61 @@
-"""gradxform: composable, verified gradient transformations for JAX."""
+"""gradxform: composable, verified gradient transformations for JAX.
 
+    import gradxform as gx
+    tx = gx.chain(gx.clip_by_global_norm(1.0), gx.scale_by_adam(),
+                  gx.add_decayed_weights(1e-4), gx.scale_by_learning_rate(1e-3))
+"""
+
+from gradxform import schedules, testing, transforms
 from gradxform._base import (
     EmptyState,
     GradientTransformation,
+    OptState,
+    Params,
+    Schedule,
+    Updates,
     identity,
     set_to_zero,
     stateless,
     stateless_with_tree_map,
 )
 from gradxform._checks import TreeMismatchError
+from gradxform._combine import (
+    MaskedNode,
+    MaskedState,
+    MultiTransformState,
+    apply_updates,
+    chain,
+    masked,
+    multi_transform,
+    named_chain,
+)
+from gradxform.transforms import *  # noqa: F403 - the transforms package lists what it exports
+from gradxform.transforms import __all__ as _transforms_all
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EmptyState",
+    "GradientTransformation",
+    "MaskedNode",
+    "MaskedState",
+    "MultiTransformState",
+    "OptState",
+    "Params",
+    "Schedule",
+    "TreeMismatchError",
+    "Updates",
+    "apply_updates",
+    "chain",
+    "identity",
+    "masked",
+    "multi_transform",
+    "named_chain",
+    "schedules",
+    "set_to_zero",
+    "stateless",
+    "stateless_with_tree_map",
+    "testing",
+    "transforms",
+    *_transforms_all,
+]

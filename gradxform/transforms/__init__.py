@@ -1,0 +1,57 @@
+"""The transformations, one algorithm family per module."""
+
+from gradxform.transforms._adabelief import ScaleByBeliefState, adabelief, scale_by_belief
+from gradxform.transforms._adadelta import ScaleByAdaDeltaState, adadelta, scale_by_adadelta
+from gradxform.transforms._adagrad import ScaleByRssState, adagrad, scale_by_rss
+from gradxform.transforms._adam import ScaleByAdamState, adam, adamw, scale_by_adam
+from gradxform.transforms._clipping import clip, clip_by_global_norm
+from gradxform.transforms._momentum import EmaState, TraceState, ema, sgd, trace
+from gradxform.transforms._regularization import AddNoiseState, add_decayed_weights, add_l1_decay, add_noise
+from gradxform.transforms._rmsprop import (
+    ScaleByRmsState,
+    ScaleByRStdDevState,
+    rmsprop,
+    scale_by_rms,
+    scale_by_stddev,
+)
+from gradxform.transforms._rprop import ScaleByRpropState, rprop, scale_by_rprop
+from gradxform.transforms._scale import ScaleByScheduleState, scale, scale_by_learning_rate, scale_by_schedule
+
+__all__ = [
+    "AddNoiseState",
+    "EmaState",
+    "ScaleByAdaDeltaState",
+    "ScaleByAdamState",
+    "ScaleByBeliefState",
+    "ScaleByRStdDevState",
+    "ScaleByRmsState",
+    "ScaleByRpropState",
+    "ScaleByRssState",
+    "ScaleByScheduleState",
+    "TraceState",
+    "adabelief",
+    "adadelta",
+    "adagrad",
+    "adam",
+    "adamw",
+    "add_decayed_weights",
+    "add_l1_decay",
+    "add_noise",
+    "clip",
+    "clip_by_global_norm",
+    "ema",
+    "rmsprop",
+    "rprop",
+    "scale",
+    "scale_by_adadelta",
+    "scale_by_adam",
+    "scale_by_belief",
+    "scale_by_learning_rate",
+    "scale_by_rms",
+    "scale_by_rprop",
+    "scale_by_rss",
+    "scale_by_schedule",
+    "scale_by_stddev",
+    "sgd",
+    "trace",
+]

@@ -1,0 +1,154 @@
+"""Regularization: `add_decayed_weights` (L2), `add_l1_decay` (L1), `add_noise` (gradient noise)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from gradxform import _checks, _tree
+from gradxform._base import EmptyState, GradientTransformation
+
+
+def _params_required(fn: str, params: Any) -> None:
+    if params is None:
+        raise ValueError(f"{fn}.update needs the params: call update(updates, state, params).")
+
+
+def _add_term(fn: str, coef: Any, term) -> GradientTransformation:
+    def init_fn(params):
+        del params
+        return EmptyState()
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        _checks.check_state_type(state, EmptyState, fn)
+        _params_required(fn, params)
+        _checks.check_tree_like(updates, params, tree_name="updates", like_name="params", fn=fn)
+        c = coef(state) if callable(coef) else coef
+
+        def leaf(g, p):
+            if g is None:
+                return None
+            cdt = _tree.compute_dtype(g.dtype)
+            return (g.astype(cdt) + _tree.hp(c, cdt) * term(p.astype(cdt))).astype(g.dtype)
+
+        return _tree.map_leaves(lambda g, p: (leaf(g, p),), updates, params, n_out=1)[0], state
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+def add_decayed_weights(weight_decay=0.0, mask=None) -> GradientTransformation:
+    r"""Adds :math:`\lambda\theta` to the updates: the gradient of the L2 penalty :math:`\frac{\lambda}{2}\|\theta\|^2`.
+
+    Followed by ``scale_by_learning_rate(eta)`` it multiplies the weights by
+    :math:`(1 - \eta\lambda)` each step, the "weight decay term" of deck 003.
+
+    Args:
+        weight_decay: :math:`\lambda \ge 0`, or a schedule ``count -> lambda``.
+        mask: a tree of bools (or a function of the params returning one): decay
+            only where True.
+
+    Raises:
+        ValueError: a negative ``weight_decay``.
+    """
+    from gradxform._combine import masked  # noqa: PLC0415 - avoid a cycle at import
+
+    _checks.check_non_negative("weight_decay", weight_decay, fn="add_decayed_weights")
+    if callable(weight_decay):
+        tx = _scheduled_term("add_decayed_weights", weight_decay, lambda p: p)
+    else:
+        tx = _add_term("add_decayed_weights", weight_decay, lambda p: p)
+    return masked(tx, mask) if mask is not None else tx
+
+
+def add_l1_decay(l1=0.0, mask=None) -> GradientTransformation:
+    r"""Adds :math:`\lambda_1 \operatorname{sign}(\theta)`: the (sub)gradient of the L1 penalty :math:`\lambda_1\|\theta\|_1`.
+
+    Raises:
+        ValueError: a negative ``l1``.
+    """
+    from gradxform._combine import masked  # noqa: PLC0415
+
+    _checks.check_non_negative("l1", l1, fn="add_l1_decay")
+    tx = _add_term("add_l1_decay", l1, jnp.sign)
+    return masked(tx, mask) if mask is not None else tx
+
+
+class ScheduledDecayState(NamedTuple):
+    count: jax.Array  # shape (), int32
+
+
+def _scheduled_term(fn: str, schedule, term) -> GradientTransformation:
+    def init_fn(params):
+        del params
+        return ScheduledDecayState(count=jnp.zeros([], jnp.int32))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        _checks.check_state_type(state, ScheduledDecayState, fn)
+        _params_required(fn, params)
+        _checks.check_tree_like(updates, params, tree_name="updates", like_name="params", fn=fn)
+        c = jnp.asarray(schedule(state.count), jnp.float32)
+
+        def leaf(g, p):
+            if g is None:
+                return (None,)
+            cdt = _tree.compute_dtype(g.dtype)
+            return ((g.astype(cdt) + c.astype(cdt) * term(p.astype(cdt))).astype(g.dtype),)
+
+        new = _tree.map_leaves(leaf, updates, params, n_out=1)[0]
+        return new, ScheduledDecayState(count=_tree.safe_increment(state.count))
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+class AddNoiseState(NamedTuple):
+    count: jax.Array  # shape (), int32
+    rng_key: jax.Array  # a PRNG key
+
+
+def add_noise(eta, gamma, key) -> GradientTransformation:
+    r"""Adds annealed Gaussian noise to the updates (Neelakantan et al., 2015).
+
+    .. math:: u_t = g_t + \mathcal N\!\left(0, \frac{\eta}{(1 + t)^{\gamma}}\right), \quad t = 0, 1, \dots
+
+    Args:
+        eta: the initial variance :math:`\eta \ge 0`.
+        gamma: the annealing exponent :math:`\gamma \ge 0`.
+        key: a PRNG key (``jax.random.key`` or ``PRNGKey``) or an int seed.
+
+    Raises:
+        ValueError: a negative ``eta`` or ``gamma``; TypeError: a missing key.
+    """
+    _checks.check_non_negative("eta", eta, fn="add_noise")
+    _checks.check_non_negative("gamma", gamma, fn="add_noise")
+    if key is None:
+        raise TypeError("add_noise: `key` must be a PRNG key or an int seed, got None.")
+
+    def init_fn(params):
+        del params
+        k = jax.random.PRNGKey(key) if isinstance(key, int) else key
+        return AddNoiseState(count=jnp.zeros([], jnp.int32), rng_key=k)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        _checks.check_state_type(state, AddNoiseState, "add_noise")
+        count = _tree.safe_increment(state.count)
+        std = jnp.sqrt(_tree.hp(eta, jnp.float32) / count.astype(jnp.float32) ** _tree.hp(gamma, jnp.float32))
+        new_key, sample_key = jax.random.split(state.rng_key)
+        leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=_tree.is_none)
+        keys = jax.random.split(sample_key, max(len(leaves), 1))
+
+        def leaf(g, k):
+            if g is None:
+                return None
+            cdt = _tree.compute_dtype(g.dtype)
+            noise = jax.random.normal(k, g.shape, cdt)
+            return (g.astype(cdt) + std.astype(cdt) * noise).astype(g.dtype)
+
+        noisy = treedef.unflatten([leaf(g, k) for g, k in zip(leaves, keys)])
+        return noisy, AddNoiseState(count=count, rng_key=new_key)
+
+    return GradientTransformation(init_fn, update_fn)

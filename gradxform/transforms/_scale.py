@@ -1,0 +1,97 @@
+"""Scaling: `scale`, `scale_by_learning_rate`, `scale_by_schedule`."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradxform import _checks, _tree
+from gradxform._base import EmptyState, GradientTransformation, ScalarOrSchedule, identity
+
+
+def _scale_leaf(g: Any, factor: Any) -> Any:
+    if g is None:
+        return None
+    cdt = _tree.compute_dtype(g.dtype)
+    return (g.astype(cdt) * _tree.hp(factor, cdt)).astype(g.dtype)
+
+
+def scale_tree(updates: Any, factor: Any) -> Any:
+    """Every leaf times `factor`, multiplied in at least float32, in the leaf's dtype."""
+    return jax.tree_util.tree_map(lambda g: _scale_leaf(g, factor), updates, is_leaf=_tree.is_none)
+
+
+def scale(step_size: Any) -> GradientTransformation:
+    r"""Multiplies every update by a constant: :math:`u \leftarrow \alpha g`.
+
+    Args:
+        step_size: the constant :math:`\alpha` (any real number).
+
+    Examples:
+        >>> import jax.numpy as jnp, gradxform as gx
+        >>> tx = gx.scale(-2.0)
+        >>> tx.update(jnp.array([1.0, 0.5]), tx.init(jnp.zeros(2)))[0].tolist()
+        [-2.0, -1.0]
+    """
+
+    def init_fn(params):
+        del params
+        return EmptyState()
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        _checks.check_state_type(state, EmptyState, "scale")
+        return scale_tree(updates, step_size), state
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+class ScaleByScheduleState(NamedTuple):
+    count: jax.Array  # shape (), int32: number of updates so far
+
+
+def scale_by_schedule(step_size_fn: Callable[[jax.Array], Any]) -> GradientTransformation:
+    r"""Multiplies the updates by a schedule's value: :math:`u_t \leftarrow s(t) g_t`, t from 0.
+
+    Args:
+        step_size_fn: a schedule ``count -> value``; the count starts at 0.
+    """
+    if not callable(step_size_fn):
+        raise TypeError(f"scale_by_schedule: `step_size_fn` must be callable, got {step_size_fn!r}.")
+
+    def init_fn(params):
+        del params
+        return ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        _checks.check_state_type(state, ScaleByScheduleState, "scale_by_schedule")
+        step_size = step_size_fn(state.count)
+        updates = scale_tree(updates, step_size)
+        return updates, ScaleByScheduleState(count=_tree.safe_increment(state.count))
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+def scale_by_learning_rate(learning_rate: ScalarOrSchedule, *, flip_sign: bool = True) -> GradientTransformation:
+    r"""Scales by a learning rate (or schedule), by default with a minus sign for descent.
+
+    :math:`u \leftarrow -\eta g` (or :math:`+\eta g` with ``flip_sign=False``).
+
+    Args:
+        learning_rate: a non-negative float or a schedule ``count -> float``;
+            ``None`` means no scaling (the identity).
+        flip_sign: multiply by ``-learning_rate`` (descent) when True.
+
+    Raises:
+        ValueError: a negative learning rate.
+    """
+    if learning_rate is None:
+        return identity()
+    _checks.check_non_negative("learning_rate", learning_rate, fn="scale_by_learning_rate")
+    m = -1 if flip_sign else 1
+    if callable(learning_rate):
+        return scale_by_schedule(lambda count: m * jnp.asarray(learning_rate(count), jnp.float32))
+    return scale(m * learning_rate)
