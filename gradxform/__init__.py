@@ -5,7 +5,7 @@
                   gx.add_decayed_weights(1e-4), gx.scale_by_learning_rate(1e-3))
 """
 
-from gradxform import schedules, testing, transforms
+from gradxform import nn, schedules, testing, training, transforms
 from gradxform._base import (
     EmptyState,
     GradientTransformation,
@@ -29,6 +29,8 @@ from gradxform._combine import (
     multi_transform,
     named_chain,
 )
+from gradxform.schedules import *  # noqa: F403 - schedules are re-exported, as API.md promises
+from gradxform.schedules import __all__ as _schedules_all
 from gradxform.transforms import *  # noqa: F403 - the transforms package lists what it exports
 from gradxform.transforms import __all__ as _transforms_all
 
@@ -51,11 +53,14 @@ __all__ = [
     "masked",
     "multi_transform",
     "named_chain",
+    "nn",
     "schedules",
     "set_to_zero",
     "stateless",
     "stateless_with_tree_map",
     "testing",
+    "training",
     "transforms",
+    *_schedules_all,
     *_transforms_all,
 ]
