@@ -2,7 +2,7 @@
 import jax, jax.numpy as jnp
 import gradxform as gx
 
-schedule = gx.warmup_cosine_decay_schedule(0.0, 1e-2, 100, 1000)
+schedule = gx.warmup_cosine_decay_schedule(0.0, 1e-3, 100, 1000)
 tx = gx.chain(gx.clip_by_global_norm(1.0), gx.scale_by_adam(),
               gx.add_decayed_weights(1e-4),
               gx.scale_by_schedule(lambda step: -schedule(step)))
