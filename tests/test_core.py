@@ -236,7 +236,7 @@ def test_gx_transformations_work_inside_optax_chain():
 
 
 def test_readme_chain_trains_under_jit():
-    schedule = gx.warmup_cosine_decay_schedule(0.0, 1e-2, 10, 100)
+    schedule = gx.warmup_cosine_decay_schedule(0.0, 0.1, 10, 100)
     tx = gx.chain(
         gx.clip_by_global_norm(1.0),
         gx.scale_by_adam(),
