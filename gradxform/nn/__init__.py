@@ -1,0 +1,72 @@
+"""Model-side functions: initializers, functional batch norm, regularizers, augmentation.
+
+Plain pure functions that compose with any model code and run under ``jax.jit``,
+``jax.vmap``, ``lax.scan`` and ``jax.shard_map``.
+"""
+
+from gradxform.nn._augment import gaussian_noise, random_crop, random_flip
+from gradxform.nn._batch_norm import batch_norm, batch_norm_init
+from gradxform.nn._initializers import (
+    compute_fans,
+    constant,
+    glorot_normal,
+    glorot_uniform,
+    he_normal,
+    he_uniform,
+    kaiming_normal,
+    kaiming_uniform,
+    lecun_normal,
+    lecun_uniform,
+    normal,
+    ones,
+    orthogonal,
+    uniform,
+    variance_scaling,
+    xavier_normal,
+    xavier_uniform,
+    zeros,
+)
+from gradxform.nn._regularizers import (
+    dropout,
+    fgsm,
+    l1_penalty,
+    l2_penalty,
+    smooth_labels,
+    weight_noise,
+)
+
+__all__ = [
+    # initializers
+    "compute_fans",
+    "constant",
+    "glorot_normal",
+    "glorot_uniform",
+    "he_normal",
+    "he_uniform",
+    "kaiming_normal",
+    "kaiming_uniform",
+    "lecun_normal",
+    "lecun_uniform",
+    "normal",
+    "ones",
+    "orthogonal",
+    "uniform",
+    "variance_scaling",
+    "xavier_normal",
+    "xavier_uniform",
+    "zeros",
+    # batch norm
+    "batch_norm",
+    "batch_norm_init",
+    # regularizers
+    "dropout",
+    "fgsm",
+    "l1_penalty",
+    "l2_penalty",
+    "smooth_labels",
+    "weight_noise",
+    # augmentation
+    "gaussian_noise",
+    "random_crop",
+    "random_flip",
+]
