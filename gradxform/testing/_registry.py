@@ -316,6 +316,8 @@ REGISTRY: list[Entry] = [
         invalid=_LR_INVALID + (({"rho": 1.0}, "rho"), ({"eps": -1.0}, "eps")),
         ranges={"learning_rate": _LR, "rho": _DECAY, "eps": (1e-8, 1e-3, True, True)},
     ),
+    # learning_rate=None descends (Zeiler's rule); optax 0.2.8's ascends, so no optax parity here.
+    _e("adadelta_no_lr", gx.adadelta, {}, _ref("adadelta", variant="paper")),
     _e(
         "rprop",
         gx.rprop,
