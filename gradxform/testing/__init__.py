@@ -10,14 +10,21 @@ Sub-modules are imported on first use, so `import gradxform` does not import hyp
 
 import importlib
 
-__all__ = ["strategies", "reference", "check_transformation", "check_against_reference"]
+__all__ = [
+    "strategies",
+    "reference",
+    "check_transformation",
+    "check_transformation_property",
+    "check_against_reference",
+    "LawViolation",
+]
 
 
 def __getattr__(name):
     if name in ("strategies", "reference"):
         return importlib.import_module(f"gradxform.testing.{name}")
-    if name == "check_transformation":
-        return importlib.import_module("gradxform.testing.laws").check_transformation
+    if name in ("check_transformation", "check_transformation_property", "LawViolation"):
+        return getattr(importlib.import_module("gradxform.testing.laws"), name)
     if name == "check_against_reference":
         return importlib.import_module("gradxform.testing.reference").check_against_reference
     raise AttributeError(f"module 'gradxform.testing' has no attribute {name!r}")

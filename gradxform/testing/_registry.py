@@ -230,7 +230,7 @@ REGISTRY: list[Entry] = [
         {"learning_rate": 0.1, "momentum": 0.9},
         _ref("sgd", learning_rate=0.1, momentum=0.9),
         "sgd",
-        invalid=(({"momentum": 1.0}, "decay"),),
+        invalid=(({"momentum": 1.0}, "momentum"),),
         ranges={"learning_rate": _LR, "momentum": _DECAY},
     ),
     _e(

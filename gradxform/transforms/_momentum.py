@@ -134,4 +134,5 @@ def sgd(
         if nesterov:
             raise ValueError("sgd: `nesterov=True` needs a `momentum`; got momentum=None.")
         return chain(scale_by_learning_rate(learning_rate))
+    _checks.check_decay("momentum", momentum, fn="sgd")
     return chain(trace(momentum, nesterov, accumulator_dtype), scale_by_learning_rate(learning_rate))

@@ -158,6 +158,8 @@ def rmsprop(
     scaler = scale_by_stddev if centered else scale_by_rms
     if momentum is None and nesterov:
         raise ValueError("rmsprop: `nesterov=True` needs a `momentum`; got momentum=None.")
+    if momentum is not None:
+        _checks.check_decay("momentum", momentum, fn="rmsprop")
     return chain(
         scaler(decay, eps, initial_scale, eps_in_sqrt, bias_correction),
         scale_by_learning_rate(learning_rate),
