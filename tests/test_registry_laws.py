@@ -1,0 +1,11 @@
+"""The generic laws (gradxform.testing.check_transformation) hold for every registered transformation."""
+
+import pytest
+
+from gradxform.testing import check_transformation
+from gradxform.testing._registry import REGISTRY
+
+
+@pytest.mark.parametrize("entry", REGISTRY, ids=str)
+def test_laws_hold(entry):
+    check_transformation(entry.build(), extra_args_fn=entry.extra_args_fn)
