@@ -6,6 +6,8 @@ from gradxform.testing import check_transformation
 from gradxform.testing._registry import REGISTRY
 
 
-@pytest.mark.parametrize("entry", REGISTRY, ids=str)
+@pytest.mark.parametrize(
+    "entry", [pytest.param(e, marks=[pytest.mark.slow] if e.slow else []) for e in REGISTRY], ids=str
+)
 def test_laws_hold(entry):
     check_transformation(entry.build(), extra_args_fn=entry.extra_args_fn)

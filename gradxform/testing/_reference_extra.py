@@ -16,7 +16,7 @@ is derived from gradxform's code.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import jax
 import numpy as np
@@ -57,13 +57,17 @@ def _unravel(vec: np.ndarray, like):
 
 
 class adam:
-    r"""Adam (Kingma & Ba, 2015, Algorithm 1) with the learning rate: :math:`u = -\eta\, \hat m / (\sqrt{\hat v} + \epsilon)`."""
+    r"""Adam (Kingma & Ba, 2015, Algorithm 1), learning rate included.
+
+    :math:`u = -\eta\, \hat m / (\sqrt{\hat v} + \epsilon)` with the bias-corrected moments.
+    """
 
     def __init__(self, learning_rate, b1=0.9, b2=0.999, eps=1e-8):
         self.lr, self.b1, self.b2, self.eps = learning_rate, b1, b2, eps
 
     def init(self, params):
-        return {"t": 0, "m": _map(lambda p: np.zeros(np.shape(p)), params), "v": _map(lambda p: np.zeros(np.shape(p)), params)}
+        zeros = _map(lambda p: np.zeros(np.shape(p)), params)
+        return {"t": 0, "m": zeros, "v": zeros}
 
     def update(self, grads, state, params=None, **extra_args):
         t = state["t"] + 1

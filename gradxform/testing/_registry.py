@@ -42,6 +42,8 @@ class Entry:
     needs_params: bool = False
     # The output is random (compare distributions, not values).
     random: bool = False
+    # Compiles for long (line searches): the generic-law run skips it unless --runslow.
+    slow: bool = False
 
     def build(self, **overrides):
         return self.factory(**{**self.kwargs, **overrides})
@@ -328,7 +330,7 @@ REGISTRY: list[Entry] = [
     ),
 ]
 
-EXTRA_ENTRY_MODULES: list[str] = []
+EXTRA_ENTRY_MODULES: list[str] = ["gradxform.testing._registry_extra"]
 
 for _module in EXTRA_ENTRY_MODULES:
     REGISTRY.extend(importlib.import_module(_module).ENTRIES)

@@ -1,7 +1,9 @@
 """Registry entries for the second-order methods and the wrappers (issue 5).
 
-Listed in ``gradxform.testing._registry.EXTRA_ENTRY_MODULES``; import
-``gradxform.testing._registry`` first (it imports this module at its end).
+Listed in ``gradxform.testing._registry.EXTRA_ENTRY_MODULES`` (the registry
+imports this module at its end). Importing this module first works too: the
+registry, imported from here, finds ``ENTRIES`` through the module
+``__getattr__`` below before this module has finished.
 
 The extra arguments are deterministic functions of the gradients' shapes and
 values only (never of the step), so the NumPy references, which get the same
@@ -36,7 +38,6 @@ from gradxform.second_order import (
     scale_by_lbfgs,
     scale_by_newton,
 )
-from gradxform.testing._registry import Entry
 from gradxform.transforms import adam
 from gradxform.wrappers import MultiSteps, apply_if_finite, inject_hyperparams, polyak_averaging, reduce_on_plateau
 
@@ -75,12 +76,20 @@ def _indefinite_hessian_fn(params, grads):
 def half_squared_norm(params):
     """``0.5 * sum |p|^2`` over the leaves, in float32: the line searches' test objective."""
     leaves = jax.tree_util.tree_leaves(params)
-    return sum((0.5 * jnp.sum(jnp.square(jnp.asarray(x).astype(jnp.float32))) for x in leaves), jnp.zeros([], jnp.float32))
+    total = jnp.zeros([], jnp.float32)
+    for x in leaves:
+        total = total + 0.5 * jnp.sum(jnp.square(jnp.asarray(x).astype(jnp.float32)))
+    return total
+
+
+# A `Partial` is a pytree without leaves, so it can be an argument of a jitted update; one
+# object for every step, so that a harness passing it as a static argument does not retrace.
+_VALUE_FN = jax.tree_util.Partial(half_squared_norm)
 
 
 def _linesearch_args(step, params, grads):
     del step
-    return {"value": half_squared_norm(params), "grad": grads, "value_fn": half_squared_norm}
+    return {"value": half_squared_norm(params), "grad": grads, "value_fn": _VALUE_FN}
 
 
 def _plateau_value(params, grads):
@@ -91,141 +100,175 @@ def _plateau_value(params, grads):
 _INNER = adam(0.01)
 _B_INVALID = (({"b1": 1.5}, "b1"), ({"b2": 1.0}, "b2"), ({"eps": -1e-8}, "eps"))
 
-ENTRIES: list[Entry] = [
-    # ---- AdaHessian
-    Entry(
-        name="scale_by_adahessian",
-        factory=scale_by_adahessian,
-        kwargs={},
-        reference=lambda: ref.scale_by_adahessian(hessian_diag_fn=hessian_diag_fn),
-        extra_args_fn=lambda step, params, grads: {"hessian_diag": hessian_diag_fn(params, grads)},
-        invalid=_B_INVALID + (({"hessian_power": 1.5}, "hessian_power"), ({"hessian_power": -0.5}, "hessian_power")),
-        ranges={"b1": (0.0, 1.0, True, False), "b2": (0.0, 1.0, True, False), "hessian_power": (0.0, 1.0, True, True)},
-    ),
-    Entry(
-        name="scale_by_adahessian_spatial_k05",
-        factory=scale_by_adahessian,
-        kwargs={"hessian_power": 0.5, "spatial_average": True},
-        reference=lambda: ref.scale_by_adahessian(hessian_power=0.5, spatial_average=True, hessian_diag_fn=hessian_diag_fn),
-        extra_args_fn=lambda step, params, grads: {"hessian_diag": hessian_diag_fn(params, grads)},
-    ),
-    Entry(
-        name="adahessian",
-        factory=adahessian,
-        kwargs={"learning_rate": 0.1, "weight_decay": 0.01},
-        reference=lambda: ref.adahessian(0.1, weight_decay=0.01, hessian_diag_fn=hessian_diag_fn),
-        extra_args_fn=lambda step, params, grads: {"hessian_diag": hessian_diag_fn(params, grads)},
-        invalid=(
-            ({"learning_rate": -0.1}, "learning_rate"),
-            ({"weight_decay": -1.0}, "weight_decay"),
-        ) + _B_INVALID,
-        ranges={"learning_rate": (0.0, 1.0, True, True)},
-        needs_params=True,
-    ),
-    # ---- Newton
-    Entry(
-        name="scale_by_newton",
-        factory=scale_by_newton,
-        kwargs={},
-        reference=lambda: ref.scale_by_newton(hessian_fn=dense_hessian_fn),
-        extra_args_fn=lambda step, params, grads: {"hessian": dense_hessian_fn(params, grads)},
-        invalid=(({"damping": -1.0}, "damping"),),
-        ranges={"damping": (0.0, 1.0, True, True)},
-    ),
-    Entry(
-        name="scale_by_newton_damped_indefinite",
-        factory=scale_by_newton,
-        kwargs={"damping": 0.5},
-        reference=lambda: ref.scale_by_newton(0.5, hessian_fn=_indefinite_hessian_fn),
-        extra_args_fn=lambda step, params, grads: {"hessian": _indefinite_hessian_fn(params, grads)},
-    ),
-    # ---- L-BFGS
-    Entry(
-        name="scale_by_lbfgs",
-        factory=scale_by_lbfgs,
-        kwargs={"memory_size": 3},
-        reference=lambda: ref.scale_by_lbfgs(memory_size=3),
-        invalid=(({"memory_size": 0}, "memory_size"),),
-        needs_params=True,
-    ),
-    Entry(
-        name="lbfgs_fixed_step",
-        factory=lbfgs,
-        kwargs={"learning_rate": 0.1, "memory_size": 4, "linesearch": None},
-        reference=lambda: ref.lbfgs(learning_rate=0.1, memory_size=4),
-        invalid=(({"memory_size": 0}, "memory_size"), ({"learning_rate": -0.1}, "learning_rate")),
-        needs_params=True,
-    ),
-    Entry(
-        name="lbfgs_zoom",
-        factory=lbfgs,
-        kwargs={"memory_size": 4},
-        extra_args_fn=_linesearch_args,
-        needs_params=True,
-    ),
-    Entry(
-        name="lbfgs_backtracking",
-        factory=lbfgs,
-        kwargs={"memory_size": 4, "linesearch": scale_by_backtracking_linesearch(10, store_grad=True)},
-        extra_args_fn=_linesearch_args,
-        needs_params=True,
-    ),
-    # ---- wrappers (around adam(0.01))
-    Entry(
-        name="apply_if_finite",
-        factory=apply_if_finite,
-        kwargs={"inner": _INNER, "max_consecutive_errors": 2},
-        reference=lambda: ref.apply_if_finite(ref.adam(0.01), 2),
-        optax_name="apply_if_finite",
-        invalid=(({"max_consecutive_errors": -1}, "max_consecutive_errors"),),
-    ),
-    Entry(
-        name="MultiSteps",
-        factory=MultiSteps,
-        kwargs={"opt": _INNER, "every_k_schedule": 2},
-        reference=lambda: ref.MultiSteps(ref.adam(0.01), 2),
-        optax_name="MultiSteps",
-        invalid=(({"every_k_schedule": 0}, "every_k_schedule"),),
-    ),
-    Entry(
-        name="inject_hyperparams_adam",
-        factory=inject_hyperparams(adam),
-        kwargs={"learning_rate": 0.01},
-        reference=lambda: ref.adam(0.01),
-        invalid=(({"learning_rate": -0.1}, "learning_rate"), ({"b2": 1.0}, "b2")),
-        ranges={"learning_rate": (0.0, 1.0, True, True), "b2": (0.0, 1.0, True, False)},
-    ),
-    Entry(
-        name="reduce_on_plateau",
-        factory=reduce_on_plateau,
-        kwargs={"factor": 0.5, "patience": 1},
-        reference=lambda: ref.reduce_on_plateau(factor=0.5, patience=1, value_fn=_plateau_value),
-        extra_args_fn=lambda step, params, grads: {"value": _plateau_value(params, grads)},
-        invalid=(
-            ({"factor": 0.0}, "factor"),
-            ({"factor": 1.5}, "factor"),
-            ({"patience": 0}, "patience"),
-            ({"rtol": -1.0}, "rtol"),
-            ({"atol": -1.0}, "atol"),
-            ({"cooldown": -1}, "cooldown"),
-            ({"accumulation_size": 0}, "accumulation_size"),
-            ({"min_scale": -1.0}, "min_scale"),
-            ({"mode": "avg"}, "mode"),
+def _build_entries() -> list:
+    from gradxform.testing._registry import Entry  # noqa: PLC0415 - see the module docstring
+
+    return [
+        # ---- AdaHessian
+        Entry(
+            name="scale_by_adahessian",
+            factory=scale_by_adahessian,
+            kwargs={},
+            reference=lambda: ref.scale_by_adahessian(hessian_diag_fn=hessian_diag_fn),
+            extra_args_fn=lambda step, params, grads: {"hessian_diag": hessian_diag_fn(params, grads)},
+            invalid=_B_INVALID
+            + (({"hessian_power": 1.5}, "hessian_power"), ({"hessian_power": -0.5}, "hessian_power")),
+            ranges={
+                "b1": (0.0, 1.0, True, False),
+                "b2": (0.0, 1.0, True, False),
+                "hessian_power": (0.0, 1.0, True, True),
+            },
         ),
-    ),
-    Entry(
-        name="reduce_on_plateau_max_cooldown",
-        factory=reduce_on_plateau,
-        kwargs={"factor": 0.5, "patience": 1, "cooldown": 1, "mode": "max"},
-        reference=lambda: ref.reduce_on_plateau(factor=0.5, patience=1, cooldown=1, mode="max", value_fn=_plateau_value),
-        extra_args_fn=lambda step, params, grads: {"value": _plateau_value(params, grads)},
-    ),
-    Entry(
-        name="polyak_averaging",
-        factory=polyak_averaging,
-        kwargs={"inner": _INNER, "decay": 0.9},
-        reference=lambda: ref.polyak_averaging(ref.adam(0.01), 0.9),
-        invalid=(({"decay": 1.0}, "decay"),),
-        needs_params=True,
-    ),
-]
+        Entry(
+            name="scale_by_adahessian_spatial_k05",
+            factory=scale_by_adahessian,
+            kwargs={"hessian_power": 0.5, "spatial_average": True},
+            reference=lambda: ref.scale_by_adahessian(
+                hessian_power=0.5, spatial_average=True, hessian_diag_fn=hessian_diag_fn
+            ),
+            extra_args_fn=lambda step, params, grads: {"hessian_diag": hessian_diag_fn(params, grads)},
+        ),
+        Entry(
+            name="adahessian",
+            factory=adahessian,
+            kwargs={"learning_rate": 0.1, "weight_decay": 0.01},
+            reference=lambda: ref.adahessian(0.1, weight_decay=0.01, hessian_diag_fn=hessian_diag_fn),
+            extra_args_fn=lambda step, params, grads: {"hessian_diag": hessian_diag_fn(params, grads)},
+            invalid=(
+                ({"learning_rate": -0.1}, "learning_rate"),
+                ({"weight_decay": -1.0}, "weight_decay"),
+            ) + _B_INVALID,
+            ranges={"learning_rate": (0.0, 1.0, True, True)},
+            needs_params=True,
+        ),
+        # ---- Newton
+        Entry(
+            name="scale_by_newton",
+            factory=scale_by_newton,
+            kwargs={},
+            reference=lambda: ref.scale_by_newton(hessian_fn=dense_hessian_fn),
+            extra_args_fn=lambda step, params, grads: {"hessian": dense_hessian_fn(params, grads)},
+            invalid=(({"damping": -1.0}, "damping"),),
+            ranges={"damping": (0.0, 1.0, True, True)},
+        ),
+        Entry(
+            name="scale_by_newton_damped_indefinite",
+            factory=scale_by_newton,
+            kwargs={"damping": 0.5},
+            reference=lambda: ref.scale_by_newton(0.5, hessian_fn=_indefinite_hessian_fn),
+            extra_args_fn=lambda step, params, grads: {"hessian": _indefinite_hessian_fn(params, grads)},
+        ),
+        # ---- L-BFGS
+        Entry(
+            name="scale_by_lbfgs",
+            factory=scale_by_lbfgs,
+            kwargs={"memory_size": 3},
+            reference=lambda: ref.scale_by_lbfgs(memory_size=3),
+            invalid=(({"memory_size": 0}, "memory_size"),),
+            needs_params=True,
+        ),
+        Entry(
+            name="lbfgs_fixed_step",
+            factory=lbfgs,
+            kwargs={"learning_rate": 0.1, "memory_size": 4, "linesearch": None},
+            reference=lambda: ref.lbfgs(learning_rate=0.1, memory_size=4),
+            invalid=(({"memory_size": 0}, "memory_size"), ({"learning_rate": -0.1}, "learning_rate")),
+            needs_params=True,
+        ),
+        Entry(
+            name="lbfgs_zoom",
+            factory=lbfgs,
+            kwargs={"memory_size": 4},
+            extra_args_fn=_linesearch_args,
+            needs_params=True,
+            slow=True,
+        ),
+        Entry(
+            name="lbfgs_backtracking",
+            factory=lbfgs,
+            kwargs={"memory_size": 4, "linesearch": scale_by_backtracking_linesearch(10, store_grad=True)},
+            extra_args_fn=_linesearch_args,
+            needs_params=True,
+            slow=True,
+        ),
+        # ---- wrappers (around adam(0.01))
+        Entry(
+            name="apply_if_finite",
+            factory=apply_if_finite,
+            kwargs={"inner": _INNER, "max_consecutive_errors": 2},
+            reference=lambda: ref.apply_if_finite(ref.adam(0.01), 2),
+            optax_name="apply_if_finite",
+            invalid=(({"max_consecutive_errors": -1}, "max_consecutive_errors"),),
+        ),
+        Entry(
+            name="MultiSteps",
+            factory=MultiSteps,
+            kwargs={"opt": _INNER, "every_k_schedule": 2},
+            reference=lambda: ref.MultiSteps(ref.adam(0.01), 2),
+            optax_name="MultiSteps",
+            invalid=(({"every_k_schedule": 0}, "every_k_schedule"),),
+        ),
+        Entry(
+            name="inject_hyperparams_adam",
+            factory=inject_hyperparams(adam),
+            kwargs={"learning_rate": 0.01},
+            reference=lambda: ref.adam(0.01),
+            invalid=(({"learning_rate": -0.1}, "learning_rate"), ({"b2": 1.0}, "b2")),
+            ranges={"learning_rate": (0.0, 1.0, True, True), "b2": (0.0, 1.0, True, False)},
+        ),
+        Entry(
+            name="reduce_on_plateau",
+            factory=reduce_on_plateau,
+            kwargs={"factor": 0.5, "patience": 1},
+            reference=lambda: ref.reduce_on_plateau(factor=0.5, patience=1, value_fn=_plateau_value),
+            extra_args_fn=lambda step, params, grads: {"value": _plateau_value(params, grads)},
+            invalid=(
+                ({"factor": 0.0}, "factor"),
+                ({"factor": 1.5}, "factor"),
+                ({"patience": 0}, "patience"),
+                ({"rtol": -1.0}, "rtol"),
+                ({"atol": -1.0}, "atol"),
+                ({"cooldown": -1}, "cooldown"),
+                ({"accumulation_size": 0}, "accumulation_size"),
+                ({"min_scale": -1.0}, "min_scale"),
+                ({"mode": "avg"}, "mode"),
+            ),
+        ),
+        Entry(
+            name="reduce_on_plateau_max_cooldown",
+            factory=reduce_on_plateau,
+            kwargs={"factor": 0.5, "patience": 1, "cooldown": 1, "mode": "max"},
+            reference=lambda: ref.reduce_on_plateau(
+                factor=0.5, patience=1, cooldown=1, mode="max", value_fn=_plateau_value
+            ),
+            extra_args_fn=lambda step, params, grads: {"value": _plateau_value(params, grads)},
+        ),
+        Entry(
+            name="polyak_averaging",
+            factory=polyak_averaging,
+            kwargs={"inner": _INNER, "decay": 0.9},
+            reference=lambda: ref.polyak_averaging(ref.adam(0.01), 0.9),
+            invalid=(({"decay": 1.0}, "decay"),),
+            needs_params=True,
+        ),
+    ]
+
+
+_ENTRIES_CACHE: list = []
+
+
+def _entries() -> list:
+    if not _ENTRIES_CACHE:
+        _ENTRIES_CACHE.extend(_build_entries())
+    return _ENTRIES_CACHE
+
+
+def __getattr__(name: str):
+    if name == "ENTRIES":  # asked for by the registry while this module is still importing
+        return _entries()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+from gradxform.testing._registry import Entry  # noqa: E402 - after __getattr__, see the module docstring
+
+ENTRIES: list[Entry] = _entries()

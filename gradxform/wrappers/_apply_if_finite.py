@@ -1,0 +1,135 @@
+"""`apply_if_finite`: skips every step whose updates hold a NaN or an infinity."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradxform import _checks, _tree
+from gradxform._base import GradientTransformation
+from gradxform._combine import _call_update, _check_transform
+
+
+def cast_state_like(new: Any, old: Any) -> Any:
+    """`new` with every array leaf cast to the dtype of the matching leaf of `old` (strong types)."""
+    return jax.tree_util.tree_map(
+        lambda n, o: n if o is None else jnp.asarray(n).astype(jnp.asarray(o).dtype),
+        new,
+        old,
+        is_leaf=_tree.is_none,
+    )
+
+
+def cond_inner_update(
+    pred: jax.Array, inner: Any, updates: Any, inner_state: Any, params: Any, extra_args: dict
+) -> tuple[Any, Any]:
+    """``inner.update(...)`` where `pred` is True, else (zero updates, `inner_state` unchanged).
+
+    Runs the inner update only on the taken branch (``lax.cond``); the zeros have
+    the shapes and dtypes the inner update would return. The new inner state is
+    cast to the old one's dtypes so both branches agree and nothing drifts.
+    """
+
+    def run(u, s):
+        new_u, new_s = _call_update(inner, u, s, params, extra_args)
+        return new_u, cast_state_like(new_s, s)
+
+    def skip(u, s):
+        out_u, _ = jax.eval_shape(run, u, s)
+        zeros = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), out_u)
+        return zeros, cast_state_like(s, s)
+
+    return jax.lax.cond(pred, run, skip, updates, inner_state)
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """A bool scalar: True iff every element of every (non-None) leaf is finite."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree) if x is not None]
+    if not leaves:
+        return jnp.asarray(True)
+    return jnp.all(jnp.stack(leaves))
+
+
+class ApplyIfFiniteState(NamedTuple):
+    notfinite_count: jax.Array  # shape (), int32: consecutive non-finite steps (0 after a finite one)
+    last_finite: jax.Array  # shape (), bool: whether the last step's updates were all finite
+    total_notfinite: jax.Array  # shape (), int32: non-finite steps since init, never reset
+    inner_state: Any  # the inner transformation's state
+
+
+def apply_if_finite(inner: Any, max_consecutive_errors: int) -> GradientTransformation:
+    r"""Wraps `inner` so that a step with a NaN or an infinity in the updates changes nothing.
+
+    .. math::
+        (u_t, s_t) = \begin{cases}
+            \text{inner.update}(g_t, s_{t-1}) & \text{if every } g_t \text{ is finite} \\
+            (0, s_{t-1}) & \text{otherwise}
+        \end{cases}
+
+    The inner update runs only on finite steps, so a non-finite gradient never
+    reaches the inner state, however many come in a row. The counters tell the
+    training loop what happened: ``notfinite_count`` (consecutive non-finite
+    steps), ``total_notfinite`` and ``last_finite``. When ``notfinite_count``
+    exceeds ``max_consecutive_errors`` the training has diverged: the wrapper
+    still returns zeros and keeps the inner state (nothing changes but the
+    counters), and the loop can stop on ``state.notfinite_count > max_consecutive_errors``.
+
+    Note:
+        optax's ``apply_if_finite`` gives up after ``max_consecutive_errors`` and
+        passes the non-finite gradient to the inner transformation, which puts
+        NaN into its state (Adam's moments) for good. Here the bound is only a
+        threshold for the caller to read.
+
+    Args:
+        inner: the transformation to protect (any object with ``init``/``update``).
+        max_consecutive_errors: an integer >= 0; see above.
+
+    Returns:
+        A `GradientTransformation` with state `ApplyIfFiniteState`; extra
+        keyword arguments reach the inner update.
+
+    Raises:
+        ValueError: a negative ``max_consecutive_errors``.
+        TypeError: `inner` is not a transformation; at update, a state of another type.
+
+    Examples:
+        >>> import jax.numpy as jnp, gradxform as gx
+        >>> tx = gx.apply_if_finite(gx.sgd(0.1), max_consecutive_errors=2)
+        >>> state = tx.init(jnp.zeros(2))
+        >>> u, state = tx.update(jnp.array([1.0, jnp.nan]), state)
+        >>> u.tolist(), int(state.notfinite_count), bool(state.last_finite)
+        ([0.0, 0.0], 1, False)
+
+    References:
+        optax.apply_if_finite (the counters' names and meaning).
+    """
+    fn = "apply_if_finite"
+    _check_transform(inner, f"{fn}: inner")
+    _checks.check_non_negative("max_consecutive_errors", max_consecutive_errors, fn=fn)
+
+    def init_fn(params):
+        return ApplyIfFiniteState(
+            notfinite_count=jnp.zeros([], jnp.int32),
+            last_finite=jnp.asarray(True, jnp.bool_),
+            total_notfinite=jnp.zeros([], jnp.int32),
+            inner_state=inner.init(params),
+        )
+
+    def update_fn(updates, state, params=None, **extra_args):
+        _checks.check_state_type(state, ApplyIfFiniteState, fn)
+        finite = all_finite(updates)
+        new_updates, inner_state = cond_inner_update(finite, inner, updates, state.inner_state, params, extra_args)
+        zero = jnp.zeros([], jnp.int32)
+        return new_updates, ApplyIfFiniteState(
+            notfinite_count=jnp.where(finite, zero, _tree.safe_increment(state.notfinite_count)),
+            last_finite=finite,
+            total_notfinite=jnp.where(
+                finite, state.total_notfinite, _tree.safe_increment(state.total_notfinite)
+            ).astype(jnp.int32),
+            inner_state=inner_state,
+        )
+
+    return GradientTransformation(init_fn, update_fn)
+
