@@ -59,7 +59,8 @@ def check_range(
     lo = ("[" if low_inclusive else "(") + (f"{low:g}" if math.isfinite(low) else "-inf")
     hi = (f"{high:g}" if math.isfinite(high) else "inf") + ("]" if high_inclusive else ")")
     where = f"{fn}: " if fn else ""
-    raise ValueError(f"{where}`{name}` must be in {lo}, {hi}; got {name}={value!r}.")
+    shown = repr(value) if isinstance(value, (int, float)) else repr(v)
+    raise ValueError(f"{where}`{name}` must be in {lo}, {hi}; got {name}={shown}.")
 
 
 def check_decay(name: str, value: Any, fn: Optional[str] = None) -> None:
