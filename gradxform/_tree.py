@@ -68,6 +68,28 @@ def full_like(tree: Any, value: Any, dtype: Optional[Any] = None) -> Any:
     return jax.tree_util.tree_map(lambda x: jnp.full_like(x, value, dtype=dtype), tree)
 
 
+def square_dtype(dtype: Any) -> np.dtype:
+    """The default dtype of a squared-gradient accumulator for params of `dtype`.
+
+    float16's largest number is 65504, so a stored squared gradient overflows to
+    inf as soon as a gradient exceeds 256 in magnitude; such accumulators are
+    kept in float32 for float16 params. Every other dtype keeps its own (bfloat16
+    has float32's range).
+    """
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+
+def square_zeros_like(tree: Any, dtype: Optional[Any] = None) -> Any:
+    """Zeros for a squared-gradient accumulator: `dtype`, or `square_dtype` of each leaf."""
+    return jax.tree_util.tree_map(lambda x: jnp.zeros_like(x, dtype=dtype or square_dtype(x.dtype)), tree)
+
+
+def square_full_like(tree: Any, value: Any, dtype: Optional[Any] = None) -> Any:
+    """`value` for a squared-gradient accumulator: `dtype`, or `square_dtype` of each leaf."""
+    return jax.tree_util.tree_map(lambda x: jnp.full_like(x, value, dtype=dtype or square_dtype(x.dtype)), tree)
+
+
 def safe_increment(count: jax.Array) -> jax.Array:
     """count + 1, saturating at the largest value of its integer dtype."""
     max_value = jnp.iinfo(count.dtype).max

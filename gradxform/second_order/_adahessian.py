@@ -102,7 +102,7 @@ def scale_by_adahessian(
         return ScaleByAdaHessianState(
             count=jnp.zeros([], jnp.int32),
             mu=_tree.zeros_like(params, mu_dtype),
-            nu=_tree.zeros_like(params),
+            nu=_tree.square_zeros_like(params),
         )
 
     def update_fn(updates, state, params=None, *, hessian_diag=None, **extra_args):

@@ -42,7 +42,7 @@ def scale_by_belief(b1=0.9, b2=0.999, eps=1e-16, eps_root=1e-16, *, nesterov: bo
 
     def init_fn(params):
         return ScaleByBeliefState(
-            count=jnp.zeros([], jnp.int32), mu=_tree.zeros_like(params), nu=_tree.zeros_like(params)
+            count=jnp.zeros([], jnp.int32), mu=_tree.zeros_like(params), nu=_tree.square_zeros_like(params)
         )
 
     def update_fn(updates, state, params=None, **extra_args):

@@ -34,7 +34,7 @@ def scale_by_adadelta(rho=0.9, eps=1e-6) -> GradientTransformation:
     _checks.check_non_negative("eps", eps, fn=fn)
 
     def init_fn(params):
-        return ScaleByAdaDeltaState(e_g=_tree.zeros_like(params), e_x=_tree.zeros_like(params))
+        return ScaleByAdaDeltaState(e_g=_tree.square_zeros_like(params), e_x=_tree.square_zeros_like(params))
 
     def leaf(g, eg, ex):
         if g is None:

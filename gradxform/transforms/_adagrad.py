@@ -49,7 +49,7 @@ def scale_by_rss(
     _checks.check_non_negative("eps", eps, fn=fn)
 
     def init_fn(params):
-        return ScaleByRssState(sum_of_squares=_tree.full_like(params, initial_accumulator_value))
+        return ScaleByRssState(sum_of_squares=_tree.square_full_like(params, initial_accumulator_value))
 
     def leaf(g, r):
         if g is None:

@@ -50,7 +50,8 @@ def scale_by_adam(
         eps, eps_root: non-negative stabilizers outside / inside the root.
         mu_dtype: dtype of the first moment (default: the params' dtype).
         nesterov: use NAdam's look-ahead first moment.
-        nu_dtype: dtype of the second moment (default: the params' dtype).
+        nu_dtype: dtype of the second moment (default: the params' dtype, float32 for
+            float16 params, whose range cannot hold squared gradients above 256).
 
     Raises:
         ValueError: ``b1`` or ``b2`` outside [0, 1), negative ``eps`` or ``eps_root``.
@@ -72,7 +73,7 @@ def scale_by_adam(
         return ScaleByAdamState(
             count=jnp.zeros([], jnp.int32),
             mu=_tree.zeros_like(params, mu_dtype),
-            nu=_tree.zeros_like(params, nu_dtype),
+            nu=_tree.square_zeros_like(params, nu_dtype),
         )
 
     def update_fn(updates, state, params=None, **extra_args):

@@ -62,7 +62,7 @@ def scale_by_rms(
     _validate(fn, decay, eps, initial_scale)
 
     def init_fn(params):
-        return ScaleByRmsState(count=jnp.zeros([], jnp.int32), nu=_tree.full_like(params, initial_scale))
+        return ScaleByRmsState(count=jnp.zeros([], jnp.int32), nu=_tree.square_full_like(params, initial_scale))
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
@@ -108,7 +108,7 @@ def scale_by_stddev(
         return ScaleByRStdDevState(
             count=jnp.zeros([], jnp.int32),
             mu=_tree.zeros_like(params),
-            nu=_tree.full_like(params, initial_scale),
+            nu=_tree.square_full_like(params, initial_scale),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
