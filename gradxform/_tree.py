@@ -136,5 +136,18 @@ def global_norm(tree: Any) -> jax.Array:
     for x in leaves:
         if real_dtype(x.dtype) == np.float64:
             acc_dtype = np.dtype(np.float64)
-    total = sum(jnp.sum(abs_sq(wide(x))).astype(acc_dtype) for x in leaves)
+    total = sum(_sum_sq(x, acc_dtype) for x in leaves)
     return jnp.sqrt(total)
+
+
+def _sum_sq(x: jax.Array, acc_dtype: Any) -> jax.Array:
+    """sum |x|^2 as an `acc_dtype` scalar, reading `x` once.
+
+    The optimization barrier gives the reduction its own copy of the widening
+    convert: without it XLA's CSE shares the convert with the consumers that
+    scale the same leaf (`clip_by_global_norm`), and a shared convert is
+    materialized, a float32 copy of every float16/bfloat16 leaf.
+    """
+    if x.dtype != compute_dtype(x.dtype):
+        x = jax.lax.optimization_barrier(x)
+    return jnp.sum(abs_sq(wide(x))).astype(acc_dtype)

@@ -81,24 +81,39 @@ def scale_by_adam(
         _checks.check_state_type(state, ScaleByAdamState, fn)
         _checks.check_tree_like(updates, state.mu, tree_name="updates", like_name="state.mu", fn=fn)
         count = _tree.safe_increment(state.count)
+        consts = {}
+
+        def scalars(cdt):
+            # Once per compute dtype, not once per leaf: a tree of N leaves traces N
+            # times fewer scalar ops (and XLA has fewer to CSE away).
+            if cdt not in consts:
+                beta1, beta2 = _tree.hp(b1, cdt), _tree.hp(b2, cdt)
+                bc1 = _tree.bias_correction(b1, count, cdt)
+                bc1_next = _tree.bias_correction(b1, _tree.safe_increment(count), cdt) if nesterov else None
+                consts[cdt] = (beta1, beta2, 1 - beta1, 1 - beta2, bc1, bc1_next,
+                               _tree.bias_correction(b2, count, cdt),
+                               _tree.hp(eps_root, cdt), _tree.hp(eps, cdt))
+            return consts[cdt]
 
         def leaf(g, m, v):
             if g is None:
                 return None, m, v
             cdt = _tree.compute_dtype(g.dtype)
-            beta1, beta2 = _tree.hp(b1, cdt), _tree.hp(b2, cdt)
+            beta1, beta2, one_m_b1, one_m_b2, bc1, bc1_next, bc2, e_root, e = scalars(cdt)
             g_ = g.astype(cdt)
-            m_new = (1 - beta1) * g_ + beta1 * m.astype(cdt)
-            v_new = (1 - beta2) * _tree.abs_sq(g_) + beta2 * v.astype(cdt)
-            bc1 = _tree.bias_correction(b1, count, cdt)
+            # Round the moments to their storage dtype first and use the stored values:
+            # then the update reads the new moments (written in place) and never the old
+            # ones, so XLA needs no copy of the donated state (bf16 moments).
+            m_out = (one_m_b1 * g_ + beta1 * m.astype(cdt)).astype(m.dtype)
+            v_out = (one_m_b2 * _tree.abs_sq(g_) + beta2 * v.astype(cdt)).astype(v.dtype)
+            m_new, v_new = m_out.astype(cdt), v_out.astype(cdt)
             if nesterov:
-                bc1_next = _tree.bias_correction(b1, _tree.safe_increment(count), cdt)
-                m_hat = beta1 * m_new / bc1_next + (1 - beta1) * g_ / bc1
+                m_hat = beta1 * m_new / bc1_next + one_m_b1 * g_ / bc1
             else:
                 m_hat = m_new / bc1
-            v_hat = v_new / _tree.bias_correction(b2, count, cdt)
-            u = m_hat / (jnp.sqrt(v_hat + _tree.hp(eps_root, cdt)) + _tree.hp(eps, cdt))
-            return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+            v_hat = v_new / bc2
+            u = m_hat / (jnp.sqrt(v_hat + e_root) + e)
+            return u.astype(g.dtype), m_out, v_out
 
         updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
         return updates, ScaleByAdamState(count=count, mu=mu, nu=nu)
