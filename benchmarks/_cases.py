@@ -91,8 +91,21 @@ TREES: Dict[str, Callable[[bool], Spec]] = {
 # ------------------------------------------------------------------------ optimizers
 
 
+def _is_gradxform(lib: Any) -> bool:
+    return getattr(lib, "__name__", "") == "gradxform"
+
+
 def make_optimizer(lib: Any, opt: str) -> Any:
-    """The optimizer `opt` built from `lib` (the gradxform or the optax module): same calls, same hyperparameters."""
+    """The optimizer `opt` built from `lib` (the gradxform or the optax module): same calls, same hyperparameters.
+
+    The ``flat_*`` optimizers run gradxform's under `gradxform.flatten` (state
+    packed per dtype) against optax's plain one, the comparison a user who
+    switches libraries sees; ``flat_adam_both`` flattens both (``optax.flatten``).
+    """
+    if opt.startswith("flat_"):
+        base = "adam" if opt == "flat_adam_both" else opt[len("flat_"):]
+        inner = make_optimizer(lib, base)
+        return lib.flatten(inner) if (_is_gradxform(lib) or opt == "flat_adam_both") else inner
     if opt == "adam":
         return lib.adam(1e-3)
     if opt == "sgdm":
@@ -109,10 +122,14 @@ def make_optimizer(lib: Any, opt: str) -> Any:
 
 
 OPTIMIZERS: Tuple[str, ...] = ("adam", "sgdm", "clip_chain")
+# Measured on the many-leaves tree only.
+FLAT_OPTIMIZERS: Tuple[str, ...] = ("flat_adam", "flat_adam_both", "flat_clip_chain")
+FLAT_TREES: Tuple[str, ...] = ("small2000",)
 
 # Passes over the gradients on top of the one every optimizer needs: the global
 # norm reads them once more before the update can start.
-EXTRA_GRAD_READS = {"adam": 0, "sgdm": 0, "clip_chain": 1}
+EXTRA_GRAD_READS = {"adam": 0, "sgdm": 0, "clip_chain": 1,
+                    "flat_adam": 0, "flat_adam_both": 0, "flat_clip_chain": 1}
 
 
 def ideal_bytes(opt: str, params_bytes: int, state_array_bytes: int, state_total_bytes: int) -> Dict[str, int]:
@@ -133,7 +150,8 @@ def ideal_bytes(opt: str, params_bytes: int, state_array_bytes: int, state_total
 
 
 def all_cases() -> List[str]:
-    return [f"{tree}/{opt}" for tree in TREES for opt in OPTIMIZERS]
+    return [f"{tree}/{opt}" for tree in TREES
+            for opt in OPTIMIZERS + (FLAT_OPTIMIZERS if tree in FLAT_TREES else ())]
 
 
 def select_cases(patterns: str | None) -> List[str]:
@@ -192,6 +210,11 @@ TARGETS = [
     (("small2000",), ("adam",), "first_call_ratio", "<=", 0.25, "2,000 leaves: first call <= 0.25x optax's"),
     (("small2000",), ("adam",), "compile_peak_ratio", "<=", 0.5,
      "2,000 leaves: compile-time memory peak <= half of optax's"),
+    (("small2000",), ("flat_adam",), "step_ratio", "<=", 0.5, "2,000 leaves, gx.flatten: Adam step <= 0.5x optax's"),
+    (("small2000",), ("flat_adam",), "first_call_ratio", "<=", 0.25,
+     "2,000 leaves, gx.flatten: first call <= 0.25x optax's"),
+    (("small2000",), ("flat_adam",), "compile_peak_ratio", "<=", 0.5,
+     "2,000 leaves, gx.flatten: compile-time memory peak <= half of optax's"),
     (("bf16_transformer",), OPTIMIZERS, "step_ratio", "<=", 1.0, "bf16: at least as fast as optax"),
 ]
 

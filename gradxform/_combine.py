@@ -123,9 +123,13 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     def add(p, u):
         if u is None or p is None:
             return p
-        p = jnp.asarray(p)
+        p, u = jnp.asarray(p), jnp.asarray(u)
         cdt = _tree.compute_dtype(p.dtype)
-        return (p.astype(cdt) + jnp.asarray(u).astype(cdt)).astype(p.dtype)
+        if p.dtype == cdt and u.dtype == cdt and p.shape == u.shape:
+            # lax.add: the same sum as `+`, traced without jnp's dispatch (which costs
+            # ~0.4 ms a leaf, over a second of the first call for 2,000 leaves).
+            return jax.lax.add(p, u)
+        return (p.astype(cdt) + u.astype(cdt)).astype(p.dtype)
 
     return jax.tree_util.tree_map(add, params, updates, is_leaf=_tree.is_none)
 

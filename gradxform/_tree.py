@@ -55,7 +55,49 @@ def abs_sq(x: jax.Array) -> jax.Array:
     """|x|^2 (real for complex x)."""
     if jnp.iscomplexobj(x):
         return (x.real * x.real + x.imag * x.imag)
-    return x * x
+    return mul(x, x)
+
+
+# Element-wise arithmetic for the per-leaf loops. Where both operands have one dtype
+# and the shapes match (or one is a scalar) these bind the lax primitive that jnp's
+# operator would bind, so the numbers are the same; they skip jnp's dispatch, which
+# costs ~0.15 ms per operation while tracing: seconds of the first call on a tree of
+# thousands of leaves. Anything else (mixed dtypes, broadcasting) goes through jnp.
+
+
+def _lax_ok(a: Any, b: Any) -> bool:
+    return (
+        isinstance(a, jax.Array) and isinstance(b, jax.Array) and a.dtype == b.dtype
+        and (a.shape == b.shape or a.ndim == 0 or b.ndim == 0)
+    )
+
+
+def add(a: Any, b: Any) -> Any:
+    return jax.lax.add(a, b) if _lax_ok(a, b) else a + b
+
+
+def sub(a: Any, b: Any) -> Any:
+    return jax.lax.sub(a, b) if _lax_ok(a, b) else a - b
+
+
+def mul(a: Any, b: Any) -> Any:
+    return jax.lax.mul(a, b) if _lax_ok(a, b) else a * b
+
+
+def div(a: Any, b: Any) -> Any:
+    return jax.lax.div(a, b) if _lax_ok(a, b) and jnp.issubdtype(a.dtype, jnp.inexact) else a / b
+
+
+def sqrt(x: Any) -> Any:
+    return jax.lax.sqrt(x) if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.inexact) else jnp.sqrt(x)
+
+
+def cast(x: Any, dtype: Any) -> Any:
+    """`x.astype(dtype)`, and `x` itself when it already has that dtype."""
+    dtype = np.dtype(dtype)
+    if isinstance(x, jax.Array) and x.dtype == dtype:
+        return x
+    return jnp.asarray(x).astype(dtype)
 
 
 def zeros_like(tree: Any, dtype: Optional[Any] = None) -> Any:

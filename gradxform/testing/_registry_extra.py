@@ -39,7 +39,14 @@ from gradxform.second_order import (
     scale_by_newton,
 )
 from gradxform.transforms import adam
-from gradxform.wrappers import MultiSteps, apply_if_finite, inject_hyperparams, polyak_averaging, reduce_on_plateau
+from gradxform.wrappers import (
+    MultiSteps,
+    apply_if_finite,
+    flatten,
+    inject_hyperparams,
+    polyak_averaging,
+    reduce_on_plateau,
+)
 
 
 def hessian_diag_fn(params, grads):
@@ -199,6 +206,13 @@ def _build_entries() -> list:
             reference=lambda: ref.apply_if_finite(ref.adam(0.01), 2),
             optax_name="apply_if_finite",
             invalid=(({"max_consecutive_errors": -1}, "max_consecutive_errors"),),
+        ),
+        Entry(
+            name="flatten_adam",
+            factory=flatten,
+            kwargs={"inner": _INNER},
+            reference=lambda: ref.adam(0.01),
+            optax_name="flatten",
         ),
         Entry(
             name="MultiSteps",

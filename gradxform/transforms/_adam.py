@@ -100,20 +100,21 @@ def scale_by_adam(
                 return None, m, v
             cdt = _tree.compute_dtype(g.dtype)
             beta1, beta2, one_m_b1, one_m_b2, bc1, bc1_next, bc2, e_root, e = scalars(cdt)
-            g_ = g.astype(cdt)
+            t = _tree
+            g_ = t.cast(g, cdt)
             # Round the moments to their storage dtype first and use the stored values:
             # then the update reads the new moments (written in place) and never the old
             # ones, so XLA needs no copy of the donated state (bf16 moments).
-            m_out = (one_m_b1 * g_ + beta1 * m.astype(cdt)).astype(m.dtype)
-            v_out = (one_m_b2 * _tree.abs_sq(g_) + beta2 * v.astype(cdt)).astype(v.dtype)
-            m_new, v_new = m_out.astype(cdt), v_out.astype(cdt)
+            m_out = t.cast(t.add(t.mul(one_m_b1, g_), t.mul(beta1, t.cast(m, cdt))), m.dtype)
+            v_out = t.cast(t.add(t.mul(one_m_b2, t.abs_sq(g_)), t.mul(beta2, t.cast(v, cdt))), v.dtype)
+            m_new, v_new = t.cast(m_out, cdt), t.cast(v_out, cdt)
             if nesterov:
-                m_hat = beta1 * m_new / bc1_next + one_m_b1 * g_ / bc1
+                m_hat = t.add(t.div(t.mul(beta1, m_new), bc1_next), t.div(t.mul(one_m_b1, g_), bc1))
             else:
-                m_hat = m_new / bc1
-            v_hat = v_new / bc2
-            u = m_hat / (jnp.sqrt(v_hat + e_root) + e)
-            return u.astype(g.dtype), m_out, v_out
+                m_hat = t.div(m_new, bc1)
+            v_hat = t.div(v_new, bc2)
+            u = t.div(m_hat, t.add(t.sqrt(t.add(v_hat, e_root)), e))
+            return t.cast(u, g.dtype), m_out, v_out
 
         updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
         return updates, ScaleByAdamState(count=count, mu=mu, nu=nu)

@@ -80,7 +80,7 @@ def clip_by_global_norm(max_norm) -> GradientTransformation:
             if g is None:
                 return None
             cdt = _tree.compute_dtype(g.dtype)
-            return (g.astype(cdt) * factor.astype(cdt)).astype(g.dtype)
+            return _tree.cast(_tree.mul(_tree.cast(g, cdt), _tree.cast(factor, cdt)), g.dtype)
 
         return jax.tree_util.tree_map(leaf, updates, is_leaf=_tree.is_none), state
 

@@ -52,10 +52,10 @@ def trace(decay, nesterov: bool = False, accumulator_dtype: Optional[Any] = None
             return None, t
         cdt = _tree.compute_dtype(g.dtype)
         mu = _tree.hp(decay, cdt)
-        g_ = g.astype(cdt)
-        t_new = g_ + mu * t.astype(cdt)
-        u = g_ + mu * t_new if nesterov else t_new
-        return u.astype(g.dtype), t_new.astype(t.dtype)
+        g_ = _tree.cast(g, cdt)
+        t_new = _tree.add(g_, _tree.mul(mu, _tree.cast(t, cdt)))
+        u = _tree.add(g_, _tree.mul(mu, t_new)) if nesterov else t_new
+        return _tree.cast(u, g.dtype), _tree.cast(t_new, t.dtype)
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args

@@ -11,16 +11,19 @@ from gradxform import _checks, _tree
 from gradxform._base import EmptyState, GradientTransformation, ScalarOrSchedule, identity
 
 
-def _scale_leaf(g: Any, factor: Any) -> Any:
-    if g is None:
-        return None
-    cdt = _tree.compute_dtype(g.dtype)
-    return (g.astype(cdt) * _tree.hp(factor, cdt)).astype(g.dtype)
-
-
 def scale_tree(updates: Any, factor: Any) -> Any:
     """Every leaf times `factor`, multiplied in at least float32, in the leaf's dtype."""
-    return jax.tree_util.tree_map(lambda g: _scale_leaf(g, factor), updates, is_leaf=_tree.is_none)
+    factors = {}  # one scalar per compute dtype, not one per leaf
+
+    def leaf(g):
+        if g is None:
+            return None
+        cdt = _tree.compute_dtype(g.dtype)
+        if cdt not in factors:
+            factors[cdt] = _tree.hp(factor, cdt)
+        return _tree.cast(_tree.mul(_tree.cast(g, cdt), factors[cdt]), g.dtype)
+
+    return jax.tree_util.tree_map(leaf, updates, is_leaf=_tree.is_none)
 
 
 def scale(step_size: Any) -> GradientTransformation:
