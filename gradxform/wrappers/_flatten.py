@@ -86,8 +86,13 @@ def flatten(inner: Any) -> GradientTransformation:
 
     The read-back slices at offsets held in the state as int32 scalars (not
     constants), so leaves of the same shape share one compiled kernel. With
-    constant offsets, as in ``optax.flatten``, each leaf would get its own: XLA
+    constant offsets, as in ``optax.flatten``, each leaf gets its own: XLA
     compiles 2,000 distinct kernels for 2,000 leaves, for over half a minute.
+    The price is one more buffer per leaf crossing the jit boundary (a few
+    microseconds each per step): on 2,000 leaves of 4,096 floats (CPU, see
+    ``benchmarks/``) a step takes about 0.8x the time of unflattened Adam and
+    1.6x that of ``optax.flatten``, and the first call about 0.3x the former's
+    and 0.2x the latter's.
 
     Args:
         inner: the transformation to run on the packed vectors. It sees params and
