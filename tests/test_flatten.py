@@ -202,3 +202,18 @@ def test_updates_in_another_dtype_than_the_params():
     for x, y in zip(jax.tree_util.tree_leaves(u), jax.tree_util.tree_leaves(plain)):
         assert x.dtype == y.dtype == jnp.float32
         np.testing.assert_array_equal(x, y)
+
+
+def test_two_level_packing_in_init_equals_one_concatenation():
+    from gradxform.wrappers import _flatten
+
+    rng = np.random.default_rng(0)
+    leaves = [jnp.asarray(rng.normal(size=(int(rng.integers(0, 5)), 3)), jnp.float32) for _ in range(150)]
+    layout = _flatten._layout(["float32"] * 150, [x.shape for x in leaves])
+    two = _flatten._pack(leaves, layout, two_level=True)["float32"]
+    np.testing.assert_array_equal(two, jnp.concatenate([x.reshape(-1) for x in leaves]))
+    # init packs the params in two levels: an inner state that copies them sees them in order.
+    params = {f"p{i:03d}": x for i, x in enumerate(leaves)}
+    keep_params = gx.GradientTransformation(lambda p: p, lambda u, s, p=None: (u, s))
+    state = gx.flatten(keep_params).init(params)
+    np.testing.assert_array_equal(state.inner_state["float32"], two)
