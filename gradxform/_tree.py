@@ -92,6 +92,18 @@ def sqrt(x: Any) -> Any:
     return jax.lax.sqrt(x) if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.inexact) else jnp.sqrt(x)
 
 
+def per_dtype(make: Callable[[np.dtype], Any]) -> Callable[[np.dtype], Any]:
+    """`make(dtype)` memoized: a transformation's scalars built once per compute dtype, not once per leaf."""
+    cache: dict = {}
+
+    def get(dtype):
+        if dtype not in cache:
+            cache[dtype] = make(dtype)
+        return cache[dtype]
+
+    return get
+
+
 def cast(x: Any, dtype: Any) -> Any:
     """`x.astype(dtype)`, and `x` itself when it already has that dtype."""
     dtype = np.dtype(dtype)

@@ -51,23 +51,30 @@ def scale_by_belief(b1=0.9, b2=0.999, eps=1e-16, eps_root=1e-16, *, nesterov: bo
         _checks.check_tree_like(updates, state.mu, tree_name="updates", like_name="state.mu", fn=fn)
         count = _tree.safe_increment(state.count)
 
+        def make_scalars(cdt):
+            beta1, beta2 = _tree.hp(b1, cdt), _tree.hp(b2, cdt)
+            bc1_next = _tree.bias_correction(b1, _tree.safe_increment(count), cdt) if nesterov else None
+            return (beta1, beta2, 1 - beta1, 1 - beta2, _tree.hp(eps_root, cdt), _tree.hp(eps, cdt),
+                    _tree.bias_correction(b1, count, cdt), bc1_next, _tree.bias_correction(b2, count, cdt))
+
+        scalars = _tree.per_dtype(make_scalars)
+
         def leaf(g, m, v):
             if g is None:
                 return None, m, v
-            cdt = _tree.compute_dtype(g.dtype)
-            beta1, beta2 = _tree.hp(b1, cdt), _tree.hp(b2, cdt)
-            g_ = g.astype(cdt)
-            m_new = (1 - beta1) * g_ + beta1 * m.astype(cdt)
-            v_new = (1 - beta2) * _tree.abs_sq(g_ - m_new) + beta2 * v.astype(cdt) + _tree.hp(eps_root, cdt)
-            bc1 = _tree.bias_correction(b1, count, cdt)
+            t = _tree
+            cdt = t.compute_dtype(g.dtype)
+            beta1, beta2, one_m_b1, one_m_b2, e_root, e, bc1, bc1_next, bc2 = scalars(cdt)
+            g_ = t.cast(g, cdt)
+            m_new = t.add(t.mul(one_m_b1, g_), t.mul(beta1, t.cast(m, cdt)))
+            v_new = t.add(t.add(t.mul(one_m_b2, t.abs_sq(t.sub(g_, m_new))), t.mul(beta2, t.cast(v, cdt))), e_root)
             if nesterov:
-                bc1_next = _tree.bias_correction(b1, _tree.safe_increment(count), cdt)
-                m_hat = beta1 * m_new / bc1_next + (1 - beta1) * g_ / bc1
+                m_hat = t.add(t.div(t.mul(beta1, m_new), bc1_next), t.div(t.mul(one_m_b1, g_), bc1))
             else:
-                m_hat = m_new / bc1
-            v_hat = v_new / _tree.bias_correction(b2, count, cdt)
-            u = m_hat / (jnp.sqrt(v_hat) + _tree.hp(eps, cdt))
-            return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+                m_hat = t.div(m_new, bc1)
+            v_hat = t.div(v_new, bc2)
+            u = t.div(m_hat, t.add(t.sqrt(v_hat), e))
+            return t.cast(u, g.dtype), t.cast(m_new, m.dtype), t.cast(v_new, v.dtype)
 
         updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
         return updates, ScaleByBeliefState(count=count, mu=mu, nu=nu)

@@ -56,8 +56,8 @@ def scale_by_rss(
             return None, r
         cdt = _tree.compute_dtype(g.dtype)
         e = _tree.hp(eps, cdt)
-        g_ = g.astype(cdt)
-        r_new = _tree.abs_sq(g_) + r.astype(cdt)
+        g_ = _tree.cast(g, cdt)
+        r_new = _tree.add(_tree.abs_sq(g_), _tree.cast(r, cdt))
         if eps_in_sqrt:
             scaling = jnp.where(r_new > 0, jax.lax.rsqrt(r_new + e), 0)
         else:

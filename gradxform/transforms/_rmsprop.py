@@ -33,8 +33,14 @@ def _validate(fn, decay, eps, initial_scale):
 
 def _scaling(denominator_sq, eps, eps_in_sqrt):
     if eps_in_sqrt:
-        return jax.lax.rsqrt(denominator_sq + eps)
-    return 1 / (jnp.sqrt(denominator_sq) + eps)
+        return jax.lax.rsqrt(_tree.add(denominator_sq, eps))
+    return 1 / _tree.add(_tree.sqrt(denominator_sq), eps)
+
+
+def _scalars(decay, eps, count, cdt, bias_correction):
+    rho = _tree.hp(decay, cdt)
+    bc = _tree.bias_correction(decay, count, cdt) if bias_correction else None
+    return rho, 1 - rho, bc, _tree.hp(eps, cdt)
 
 
 def scale_by_rms(
@@ -70,16 +76,19 @@ def scale_by_rms(
         _checks.check_tree_like(updates, state.nu, tree_name="updates", like_name="state.nu", fn=fn)
         count = _tree.safe_increment(state.count) if bias_correction else state.count
 
+        scalars = _tree.per_dtype(lambda cdt: _scalars(decay, eps, count, cdt, bias_correction))
+
         def leaf(g, v):
             if g is None:
                 return None, v
-            cdt = _tree.compute_dtype(g.dtype)
-            rho = _tree.hp(decay, cdt)
-            g_ = g.astype(cdt)
-            v_new = (1 - rho) * _tree.abs_sq(g_) + rho * v.astype(cdt)
-            v_hat = v_new / _tree.bias_correction(decay, count, cdt) if bias_correction else v_new
-            u = g_ * _scaling(v_hat, _tree.hp(eps, cdt), eps_in_sqrt)
-            return u.astype(g.dtype), v_new.astype(v.dtype)
+            t = _tree
+            cdt = t.compute_dtype(g.dtype)
+            rho, one_m_rho, bc, e = scalars(cdt)
+            g_ = t.cast(g, cdt)
+            v_new = t.add(t.mul(one_m_rho, t.abs_sq(g_)), t.mul(rho, t.cast(v, cdt)))
+            v_hat = t.div(v_new, bc) if bias_correction else v_new
+            u = t.mul(g_, _scaling(v_hat, e, eps_in_sqrt))
+            return t.cast(u, g.dtype), t.cast(v_new, v.dtype)
 
         updates, nu = _tree.map_leaves(leaf, updates, state.nu, n_out=2)
         return updates, ScaleByRmsState(count=count, nu=nu)
@@ -117,21 +126,23 @@ def scale_by_stddev(
         _checks.check_tree_like(updates, state.nu, tree_name="updates", like_name="state.nu", fn=fn)
         count = _tree.safe_increment(state.count) if bias_correction else state.count
 
+        scalars = _tree.per_dtype(lambda cdt: _scalars(decay, eps, count, cdt, bias_correction))
+
         def leaf(g, m, v):
             if g is None:
                 return None, m, v
-            cdt = _tree.compute_dtype(g.dtype)
-            rho = _tree.hp(decay, cdt)
-            g_ = g.astype(cdt)
-            m_new = (1 - rho) * g_ + rho * m.astype(cdt)
-            v_new = (1 - rho) * _tree.abs_sq(g_) + rho * v.astype(cdt)
+            t = _tree
+            cdt = t.compute_dtype(g.dtype)
+            rho, one_m_rho, bc, e = scalars(cdt)
+            g_ = t.cast(g, cdt)
+            m_new = t.add(t.mul(one_m_rho, g_), t.mul(rho, t.cast(m, cdt)))
+            v_new = t.add(t.mul(one_m_rho, t.abs_sq(g_)), t.mul(rho, t.cast(v, cdt)))
             if bias_correction:
-                bc = _tree.bias_correction(decay, count, cdt)
-                m_hat, v_hat = m_new / bc, v_new / bc
+                m_hat, v_hat = t.div(m_new, bc), t.div(v_new, bc)
             else:
                 m_hat, v_hat = m_new, v_new
-            u = g_ * _scaling(v_hat - _tree.abs_sq(m_hat), _tree.hp(eps, cdt), eps_in_sqrt)
-            return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+            u = t.mul(g_, _scaling(t.sub(v_hat, t.abs_sq(m_hat)), e, eps_in_sqrt))
+            return t.cast(u, g.dtype), t.cast(m_new, m.dtype), t.cast(v_new, v.dtype)
 
         updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
         return updates, ScaleByRStdDevState(count=count, mu=mu, nu=nu)
