@@ -81,19 +81,17 @@ def scale_by_adam(
         _checks.check_state_type(state, ScaleByAdamState, fn)
         _checks.check_tree_like(updates, state.mu, tree_name="updates", like_name="state.mu", fn=fn)
         count = _tree.safe_increment(state.count)
-        consts = {}
 
-        def scalars(cdt):
+        def make_scalars(cdt):
             # Once per compute dtype, not once per leaf: a tree of N leaves traces N
             # times fewer scalar ops (and XLA has fewer to CSE away).
-            if cdt not in consts:
-                beta1, beta2 = _tree.hp(b1, cdt), _tree.hp(b2, cdt)
-                bc1 = _tree.bias_correction(b1, count, cdt)
-                bc1_next = _tree.bias_correction(b1, _tree.safe_increment(count), cdt) if nesterov else None
-                consts[cdt] = (beta1, beta2, 1 - beta1, 1 - beta2, bc1, bc1_next,
-                               _tree.bias_correction(b2, count, cdt),
-                               _tree.hp(eps_root, cdt), _tree.hp(eps, cdt))
-            return consts[cdt]
+            beta1, beta2 = _tree.hp(b1, cdt), _tree.hp(b2, cdt)
+            bc1 = _tree.bias_correction(b1, count, cdt)
+            bc1_next = _tree.bias_correction(b1, _tree.safe_increment(count), cdt) if nesterov else None
+            return (beta1, beta2, 1 - beta1, 1 - beta2, bc1, bc1_next,
+                    _tree.bias_correction(b2, count, cdt), _tree.hp(eps_root, cdt), _tree.hp(eps, cdt))
+
+        scalars = _tree.per_dtype(make_scalars)
 
         def leaf(g, m, v):
             if g is None:

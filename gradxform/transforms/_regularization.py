@@ -27,15 +27,13 @@ def _add_term(fn: str, coef: Any, term) -> GradientTransformation:
         _params_required(fn, params)
         _checks.check_tree_like(updates, params, tree_name="updates", like_name="params", fn=fn)
         c = coef(state) if callable(coef) else coef
-        coefs = {}
+        coefs = _tree.per_dtype(lambda cdt: _tree.hp(c, cdt))
 
         def leaf(g, p):
             if g is None:
                 return None
             cdt = _tree.compute_dtype(g.dtype)
-            if cdt not in coefs:  # one scalar per compute dtype, not one per leaf
-                coefs[cdt] = _tree.hp(c, cdt)
-            return _tree.cast(_tree.add(_tree.cast(g, cdt), _tree.mul(coefs[cdt], term(_tree.cast(p, cdt)))), g.dtype)
+            return _tree.cast(_tree.add(_tree.cast(g, cdt), _tree.mul(coefs(cdt), term(_tree.cast(p, cdt)))), g.dtype)
 
         return _tree.map_leaves(lambda g, p: (leaf(g, p),), updates, params, n_out=1)[0], state
 

@@ -13,15 +13,13 @@ from gradxform._base import EmptyState, GradientTransformation, ScalarOrSchedule
 
 def scale_tree(updates: Any, factor: Any) -> Any:
     """Every leaf times `factor`, multiplied in at least float32, in the leaf's dtype."""
-    factors = {}  # one scalar per compute dtype, not one per leaf
+    factors = _tree.per_dtype(lambda cdt: _tree.hp(factor, cdt))
 
     def leaf(g):
         if g is None:
             return None
         cdt = _tree.compute_dtype(g.dtype)
-        if cdt not in factors:
-            factors[cdt] = _tree.hp(factor, cdt)
-        return _tree.cast(_tree.mul(_tree.cast(g, cdt), factors[cdt]), g.dtype)
+        return _tree.cast(_tree.mul(_tree.cast(g, cdt), factors(cdt)), g.dtype)
 
     return jax.tree_util.tree_map(leaf, updates, is_leaf=_tree.is_none)
 
