@@ -90,6 +90,15 @@ def check_state_type(state: Any, expected: type | tuple[type, ...], fn: str) -> 
     )
 
 
+def require_params(params: Any, fn: str) -> None:
+    """Raises ``ValueError`` when a transformation whose update reads the params got none."""
+    if params is None:
+        raise ValueError(
+            f"{fn}.update needs the params: call update(updates, state, params) with the "
+            "current parameters."
+        )
+
+
 def _describe(leaf: Any) -> str:
     if leaf is None:
         return "None"

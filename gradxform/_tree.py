@@ -12,7 +12,7 @@ The dtype policy lives here (see BUILD.md, "Dtype policy"):
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -54,42 +54,8 @@ def hp(value: Any, dtype: Any) -> jax.Array:
 def abs_sq(x: jax.Array) -> jax.Array:
     """|x|^2 (real for complex x)."""
     if jnp.iscomplexobj(x):
-        return (x.real * x.real + x.imag * x.imag)
-    return mul(x, x)
-
-
-# Element-wise arithmetic for the per-leaf loops. Where both operands have one dtype
-# and the shapes match (or one is a scalar) these bind the lax primitive that jnp's
-# operator would bind, so the numbers are the same; they skip jnp's dispatch, which
-# costs ~0.15 ms per operation while tracing: seconds of the first call on a tree of
-# thousands of leaves. Anything else (mixed dtypes, broadcasting) goes through jnp.
-
-
-def _lax_ok(a: Any, b: Any) -> bool:
-    return (
-        isinstance(a, jax.Array) and isinstance(b, jax.Array) and a.dtype == b.dtype
-        and (a.shape == b.shape or a.ndim == 0 or b.ndim == 0)
-    )
-
-
-def add(a: Any, b: Any) -> Any:
-    return jax.lax.add(a, b) if _lax_ok(a, b) else a + b
-
-
-def sub(a: Any, b: Any) -> Any:
-    return jax.lax.sub(a, b) if _lax_ok(a, b) else a - b
-
-
-def mul(a: Any, b: Any) -> Any:
-    return jax.lax.mul(a, b) if _lax_ok(a, b) else a * b
-
-
-def div(a: Any, b: Any) -> Any:
-    return jax.lax.div(a, b) if _lax_ok(a, b) and jnp.issubdtype(a.dtype, jnp.inexact) else a / b
-
-
-def sqrt(x: Any) -> Any:
-    return jax.lax.sqrt(x) if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.inexact) else jnp.sqrt(x)
+        return x.real * x.real + x.imag * x.imag
+    return x * x
 
 
 def per_dtype(make: Callable[[np.dtype], Any]) -> Callable[[np.dtype], Any]:
@@ -102,6 +68,83 @@ def per_dtype(make: Callable[[np.dtype], Any]) -> Callable[[np.dtype], Any]:
         return cache[dtype]
 
     return get
+
+
+# --------------------------------------------------------------------------- per-leaf rules
+#
+# A transformation's arithmetic on one leaf is a *rule*: a function of the gradient
+# leaf, the matching state leaves and a NamedTuple of scalars, written with jnp's
+# operators so that it reads like the docstring's formula. `leaf_rule` jits it, so
+# that under an outer `jax.jit` it is traced once per distinct (shape, dtype) and
+# every other leaf of that kind reuses the trace: 2,000 leaves of one shape trace
+# one rule, not 2,000 copies of it (tracing and lowering took 6 s for plain jnp
+# operators, 2 s with jitted rules; XLA inlines the calls, so the compiled step is
+# the same). `apply_rule` maps a rule over the leaves.
+
+
+def leaf_rule(fn: Optional[Callable] = None, *, static: Sequence[str] = ()) -> Any:
+    """Decorator: a per-leaf rule, traced once per (shape, dtype) of its arguments.
+
+    `static` names keyword arguments that select a variant of the rule
+    (``nesterov``); they must be hashable.
+    """
+    if fn is None:
+        return lambda f: leaf_rule(f, static=static)
+    return jax.jit(fn, static_argnames=tuple(static))
+
+
+def apply_rule(
+    rule: Callable[..., Any],
+    updates: Any,
+    *states: Any,
+    scalars: Optional[Callable[[np.dtype], Any]] = None,
+    inputs: Sequence[Any] = (),
+    **static: Any,
+) -> tuple[Any, ...]:
+    """Runs ``rule(g, *state_leaves, *input_leaves, scalars(compute_dtype(g)), **static)`` leaf by leaf.
+
+    The rule returns ``(update, *new_state_leaves)``; `apply_rule` returns the
+    update tree followed by one tree per state. `states` and `inputs` (params, a
+    Hessian diagonal: read, not returned) must have the structure of `updates`.
+    A ``None`` update leaf (masked out) keeps its state leaves and the rule is not
+    called. `scalars` is called once per compute dtype, not once per leaf.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=is_none)
+    state_leaves = [treedef.flatten_up_to(s) for s in states]
+    input_leaves = [treedef.flatten_up_to(x) for x in inputs]
+    by_dtype = per_dtype(scalars) if scalars is not None else None
+    outs = []
+    for i, g in enumerate(leaves):
+        olds = [s[i] for s in state_leaves]
+        if g is None:
+            outs.append((None, *olds))
+            continue
+        args = [g, *olds, *(x[i] for x in input_leaves)]
+        if by_dtype is not None:
+            args.append(by_dtype(compute_dtype(g.dtype)))
+        outs.append(rule(*args, **static))
+    n_out = 1 + len(states)
+    return tuple(treedef.unflatten([out[k] for out in outs]) for k in range(n_out))
+
+
+class Decay(NamedTuple):
+    """A decay rate :math:`\\beta` and its complement :math:`1 - \\beta`, as arrays of one dtype."""
+
+    rate: jax.Array
+    complement: jax.Array
+
+
+def decay(beta: Any, dtype: Any) -> Decay:
+    """`beta` and ``1 - beta`` in `dtype`; for a Python number the complement is formed before rounding."""
+    rate = hp(beta, dtype)
+    if isinstance(beta, (int, float)) and not isinstance(beta, bool):
+        return Decay(rate, hp(1.0 - float(beta), dtype))
+    return Decay(rate, 1 - rate)
+
+
+def update_moment(x: jax.Array, moment: jax.Array, beta: Decay) -> jax.Array:
+    """:math:`(1 - \\beta)\\,x + \\beta\\,m`: an exponential moving average of `x`, in `x`'s dtype."""
+    return beta.complement * x + beta.rate * moment.astype(x.dtype)
 
 
 def cast(x: Any, dtype: Any) -> Any:
@@ -150,9 +193,9 @@ def safe_increment(count: jax.Array) -> jax.Array:
     return jnp.where(count < max_value, count + 1, max_value).astype(count.dtype)
 
 
-def bias_correction(decay: Any, count: jax.Array, dtype: Any = np.float32) -> jax.Array:
-    """1 - decay**count, in `dtype`."""
-    return 1 - hp(decay, dtype) ** count.astype(dtype)
+def bias_correction(beta: Any, count: jax.Array, dtype: Any = np.float32) -> jax.Array:
+    """:math:`1 - \\beta^t` in `dtype`, with :math:`t` the int32 `count`."""
+    return 1 - hp(beta, dtype) ** count.astype(dtype)
 
 
 def map_leaves(
