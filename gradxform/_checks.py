@@ -90,6 +90,16 @@ def check_state_type(state: Any, expected: type | tuple[type, ...], fn: str) -> 
     )
 
 
+def check_update(fn: str, state: Any, expected: type, updates: Any, field: str) -> None:
+    """The checks every stateful `update` starts with: the state's type, then the updates' tree.
+
+    `field` names the state field shaped like the params (``"mu"``), compared
+    with the updates and named ``state.mu`` in the error.
+    """
+    check_state_type(state, expected, fn)
+    check_tree_like(updates, getattr(state, field), tree_name="updates", like_name=f"state.{field}", fn=fn)
+
+
 def require_params(params: Any, fn: str) -> None:
     """Raises ``ValueError`` when a transformation whose update reads the params got none."""
     if params is None:

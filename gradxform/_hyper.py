@@ -103,7 +103,8 @@ def choice(*options: Any) -> Hyper:
 class Constraint(NamedTuple):
     """A rule tying arguments together: `holds(kwargs)` must be true.
 
-    `message` is the error's text; `repair(kwargs) -> kwargs` turns a draw of
+    `message` is the error's text, formatted with the arguments' values
+    (``"{momentum!r}"``); `repair(kwargs) -> kwargs` turns a draw of
     independently valid values into one that satisfies the rule (for strategies).
     """
 
@@ -164,7 +165,7 @@ def declare(*constraints: Constraint, **hyperparameters: Hyper) -> Callable[[Cal
             for c in constraints:
                 shown = {k: values[k] for k in c.args}
                 if all(_concrete(v) for v in shown.values()) and not c.holds(shown):
-                    raise ValueError(f"{fn}: {c.message}")
+                    raise ValueError(f"{fn}: {c.message.format(**shown)}")
             return factory(*args, **kwargs)
 
         validated.hyperparameters = MappingProxyType(dict(hyperparameters))
@@ -198,3 +199,39 @@ def invalid_cases(factory: Any, defaults: Optional[Mapping[str, Any]] = None) ->
     """``(kwargs override, argument)`` pairs the factory must reject, naming the argument."""
     del defaults
     return [({name: bad}, name) for name, h in declared(factory).items() for bad in invalid_values(h)]
+
+
+# --------------------------------------------------------------------------- classes
+
+
+def declare_class(*constraints: Constraint, **hyperparameters: Hyper) -> Callable[[type], type]:
+    """`declare` for a class whose constructor is the factory (``MultiSteps(opt, every_k_schedule)``).
+
+    The class stays a class (``isinstance`` keeps working): its ``__init__``
+    validates the declared arguments as `declare` does, the errors naming the
+    class, and the class gains ``hyperparameters`` and ``constraints``.
+    """
+
+    def wrap(cls: type) -> type:
+        init = cls.__init__
+        signature = inspect.signature(init)
+        without_self = signature.replace(parameters=list(signature.parameters.values())[1:])
+
+        def constructor(*args: Any, **kwargs: Any) -> None:
+            """Stands for the constructor, without `self`, for `declare` to validate."""
+
+        constructor.__name__ = constructor.__qualname__ = cls.__name__
+        constructor.__signature__ = without_self  # type: ignore[attr-defined]
+        check = declare(*constraints, **hyperparameters)(constructor)
+
+        @functools.wraps(init)
+        def validated_init(self: Any, *args: Any, **kwargs: Any) -> None:
+            check(*args, **kwargs)
+            init(self, *args, **kwargs)
+
+        cls.__init__ = validated_init  # type: ignore[misc]
+        cls.hyperparameters = check.hyperparameters  # type: ignore[attr-defined]
+        cls.constraints = check.constraints  # type: ignore[attr-defined]
+        return cls
+
+    return wrap

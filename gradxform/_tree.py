@@ -127,6 +127,17 @@ def apply_rule(
     return tuple(treedef.unflatten([out[k] for out in outs]) for k in range(n_out))
 
 
+@leaf_rule
+def _scale_rule(g: jax.Array, factor: jax.Array) -> jax.Array:
+    return ((g.astype(factor.dtype) * factor).astype(g.dtype),)
+
+
+def scale_tree(updates: Any, factor: Any) -> Any:
+    """Every leaf times the scalar `factor`, multiplied in `compute_dtype`, kept in the leaf's dtype."""
+    (scaled,) = apply_rule(_scale_rule, updates, scalars=lambda dtype: hp(factor, dtype))
+    return scaled
+
+
 class Decay(NamedTuple):
     """A decay rate :math:`\\beta` and its complement :math:`1 - \\beta`, as arrays of one dtype."""
 
@@ -145,6 +156,51 @@ def decay(beta: Any, dtype: Any) -> Decay:
 def update_moment(x: jax.Array, moment: jax.Array, beta: Decay) -> jax.Array:
     """:math:`(1 - \\beta)\\,x + \\beta\\,m`: an exponential moving average of `x`, in `x`'s dtype."""
     return beta.complement * x + beta.rate * moment.astype(x.dtype)
+
+
+class MomentScalars(NamedTuple):
+    """The scalars of a rule with bias-corrected first and second moments (Adam, AdaBelief, AdaHessian)."""
+
+    b1: Decay
+    b2: Decay
+    bc1: jax.Array  # 1 - b1^t
+    bc2: jax.Array  # 1 - b2^t
+    bc1_next: Optional[jax.Array]  # 1 - b1^(t+1), for Nesterov's look-ahead (None otherwise)
+    eps: jax.Array
+    eps_root: jax.Array
+
+
+def moment_scalars(
+    b1: Any, b2: Any, eps: Any, eps_root: Any, count: jax.Array, dtype: Any, nesterov: bool = False
+) -> MomentScalars:
+    """`MomentScalars` in `dtype` at step `count` (already incremented)."""
+    return MomentScalars(
+        b1=decay(b1, dtype),
+        b2=decay(b2, dtype),
+        bc1=bias_correction(b1, count, dtype),
+        bc2=bias_correction(b2, count, dtype),
+        bc1_next=bias_correction(b1, safe_increment(count), dtype) if nesterov else None,
+        eps=hp(eps, dtype),
+        eps_root=hp(eps_root, dtype),
+    )
+
+
+def debiased_first_moment(m: jax.Array, g: jax.Array, s: MomentScalars, nesterov: bool) -> jax.Array:
+    r""":math:`\hat m_t = m_t / (1 - \beta_1^t)`, or Nesterov's (NAdam's) look-ahead.
+
+    .. math::
+        \hat m_t = \frac{\beta_1 m_t}{1 - \beta_1^{t+1}} + \frac{(1 - \beta_1) g_t}{1 - \beta_1^t}
+    """
+    if nesterov:
+        return s.b1.rate * m / s.bc1_next + s.b1.complement * g / s.bc1
+    return m / s.bc1
+
+
+def inverse_root(r: jax.Array, eps: jax.Array, eps_in_sqrt: bool) -> jax.Array:
+    r""":math:`1 / \sqrt{r + \epsilon}` (`eps_in_sqrt`) or :math:`1 / (\sqrt{r} + \epsilon)`."""
+    if eps_in_sqrt:
+        return jax.lax.rsqrt(r + eps)
+    return 1 / (jnp.sqrt(r) + eps)
 
 
 def cast(x: Any, dtype: Any) -> Any:

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple, Optional
 
 import jax.numpy as jnp
 
-from gradxform import _checks, _tree
+from gradxform import _checks, _hyper, _tree
 from gradxform._base import GradientTransformation, ScalarOrSchedule, identity
 from gradxform._combine import chain
 from gradxform.transforms._regularization import add_decayed_weights
@@ -18,6 +18,21 @@ class ScaleByAdaDeltaState(NamedTuple):
     e_x: Any  # like params: moving average of squared updates
 
 
+@_tree.leaf_rule
+def _adadelta_rule(g, e_g, e_x, scalars):
+    rho, eps = scalars
+    x = g.astype(eps.dtype)
+    e_g_new = _tree.update_moment(_tree.abs_sq(x), e_g, rho)
+    e_x_old = e_x.astype(eps.dtype)
+    u = (jnp.sqrt(e_x_old + eps) / jnp.sqrt(e_g_new + eps)) * x
+    e_x_new = _tree.update_moment(_tree.abs_sq(u), e_x_old, rho)
+    return u.astype(g.dtype), e_g_new.astype(e_g.dtype), e_x_new.astype(e_x.dtype)
+
+
+_ADADELTA = dict(rho=_hyper.DECAY, eps=_hyper.EPS)
+
+
+@_hyper.declare(**_ADADELTA)
 def scale_by_adadelta(rho=0.9, eps=1e-6) -> GradientTransformation:
     r"""AdaDelta's unit-correcting rescaling.
 
@@ -30,34 +45,27 @@ def scale_by_adadelta(rho=0.9, eps=1e-6) -> GradientTransformation:
         ValueError: ``rho`` outside [0, 1) or a negative ``eps``.
     """
     fn = "scale_by_adadelta"
-    _checks.check_decay("rho", rho, fn=fn)
-    _checks.check_non_negative("eps", eps, fn=fn)
 
     def init_fn(params):
         return ScaleByAdaDeltaState(e_g=_tree.square_zeros_like(params), e_x=_tree.square_zeros_like(params))
 
-    def leaf(g, eg, ex):
-        if g is None:
-            return None, eg, ex
-        cdt = _tree.compute_dtype(g.dtype)
-        r, e = _tree.hp(rho, cdt), _tree.hp(eps, cdt)
-        g_ = g.astype(cdt)
-        eg_new = (1 - r) * _tree.abs_sq(g_) + r * eg.astype(cdt)
-        ex_old = ex.astype(cdt)
-        u = (jnp.sqrt(ex_old + e) / jnp.sqrt(eg_new + e)) * g_
-        ex_new = (1 - r) * _tree.abs_sq(u) + r * ex_old
-        return u.astype(g.dtype), eg_new.astype(eg.dtype), ex_new.astype(ex.dtype)
-
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
-        _checks.check_state_type(state, ScaleByAdaDeltaState, fn)
-        _checks.check_tree_like(updates, state.e_g, tree_name="updates", like_name="state.e_g", fn=fn)
-        updates, e_g, e_x = _tree.map_leaves(leaf, updates, state.e_g, state.e_x, n_out=3)
+        _checks.check_update(fn, state, ScaleByAdaDeltaState, updates, "e_g")
+        updates, e_g, e_x = _tree.apply_rule(
+            _adadelta_rule, updates, state.e_g, state.e_x,
+            scalars=lambda dtype: (_tree.decay(rho, dtype), _tree.hp(eps, dtype)),
+        )
         return updates, ScaleByAdaDeltaState(e_g=e_g, e_x=e_x)
 
     return GradientTransformation(init_fn, update_fn)
 
 
+@_hyper.declare(
+    learning_rate=_hyper.LR._replace(optional=True),
+    **_ADADELTA,
+    weight_decay=_hyper.NONNEG,
+)
 def adadelta(
     learning_rate: Optional[ScalarOrSchedule] = None,
     rho=0.9,

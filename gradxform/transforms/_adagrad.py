@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradxform import _checks, _tree
+from gradxform import _checks, _hyper, _tree
 from gradxform._base import GradientTransformation, ScalarOrSchedule
 from gradxform._combine import chain
 from gradxform.transforms._scale import scale_by_learning_rate
@@ -17,6 +17,22 @@ class ScaleByRssState(NamedTuple):
     sum_of_squares: Any  # like params
 
 
+@_tree.leaf_rule(static=("eps_in_sqrt",))
+def _rss_rule(g, r, eps, *, eps_in_sqrt):
+    x = g.astype(eps.dtype)
+    r_new = _tree.abs_sq(x) + r.astype(eps.dtype)
+    scaling = jnp.where(r_new > 0, _tree.inverse_root(r_new, eps, eps_in_sqrt), 0).astype(x.dtype)
+    return (scaling * x).astype(g.dtype), r_new.astype(r.dtype)
+
+
+_RSS = dict(
+    initial_accumulator_value=_hyper.NONNEG._replace(draw=(0.0, 1.0), source="validator"),
+    eps=_hyper.EPS,
+    eps_in_sqrt=_hyper.BOOL,
+)
+
+
+@_hyper.declare(**_RSS)
 def scale_by_rss(
     initial_accumulator_value=0.1, eps=1e-7, *, eps_in_sqrt: bool = True
 ) -> GradientTransformation:
@@ -31,9 +47,9 @@ def scale_by_rss(
     :math:`r_t = 0` get a zero update.
 
     Note:
-        The default is optax's (``r_0 = 0.1``, eps inside the root). The seed decks
-        (Goodfellow et al. Algorithm 8.4) start the accumulator at 0 and add
-        :math:`\delta = 10^{-7}` outside the root:
+        The default is optax's (``r_0 = 0.1``, eps inside the root). Goodfellow et
+        al. (2016), Algorithm 8.4, start the accumulator at 0 and add
+        :math:`\delta = 10^{-7}` outside the root (as PyTorch does):
         ``scale_by_rss(0.0, 1e-7, eps_in_sqrt=False)``.
 
     Args:
@@ -45,37 +61,23 @@ def scale_by_rss(
         ValueError: a negative ``initial_accumulator_value`` or ``eps``.
     """
     fn = "scale_by_rss"
-    _checks.check_non_negative("initial_accumulator_value", initial_accumulator_value, fn=fn)
-    _checks.check_non_negative("eps", eps, fn=fn)
 
     def init_fn(params):
         return ScaleByRssState(sum_of_squares=_tree.square_full_like(params, initial_accumulator_value))
 
-    def leaf(g, r):
-        if g is None:
-            return None, r
-        cdt = _tree.compute_dtype(g.dtype)
-        e = _tree.hp(eps, cdt)
-        g_ = _tree.cast(g, cdt)
-        r_new = _tree.add(_tree.abs_sq(g_), _tree.cast(r, cdt))
-        if eps_in_sqrt:
-            scaling = jnp.where(r_new > 0, jax.lax.rsqrt(r_new + e), 0)
-        else:
-            scaling = jnp.where(r_new > 0, 1 / (e + jnp.sqrt(r_new)), 0)
-        return (scaling.astype(cdt) * g_).astype(g.dtype), r_new.astype(r.dtype)
-
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
-        _checks.check_state_type(state, ScaleByRssState, fn)
-        _checks.check_tree_like(
-            updates, state.sum_of_squares, tree_name="updates", like_name="state.sum_of_squares", fn=fn
+        _checks.check_update(fn, state, ScaleByRssState, updates, "sum_of_squares")
+        updates, r = _tree.apply_rule(
+            _rss_rule, updates, state.sum_of_squares, eps_in_sqrt=eps_in_sqrt,
+            scalars=lambda dtype: _tree.hp(eps, dtype),
         )
-        updates, r = _tree.map_leaves(leaf, updates, state.sum_of_squares, n_out=2)
         return updates, ScaleByRssState(sum_of_squares=r)
 
     return GradientTransformation(init_fn, update_fn)
 
 
+@_hyper.declare(learning_rate=_hyper.LR, **_RSS)
 def adagrad(
     learning_rate: ScalarOrSchedule, initial_accumulator_value=0.1, eps=1e-7, *, eps_in_sqrt: bool = True
 ) -> GradientTransformation:

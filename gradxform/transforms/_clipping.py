@@ -1,40 +1,47 @@
-"""Clipping: element-wise `clip` and `clip_by_global_norm`."""
+"""Clipping: element-wise `clip` and `clip_by_global_norm` (Pascanu et al., 2013)."""
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
-from gradxform import _checks, _tree
+from gradxform import _checks, _hyper, _tree
 from gradxform._base import EmptyState, GradientTransformation
 
 
+@_tree.leaf_rule
+def _clip_rule(g, max_delta):
+    x = g.astype(_tree.compute_dtype(g.dtype))
+    if jnp.iscomplexobj(x):
+        return ((x * (max_delta / jnp.maximum(jnp.abs(x), max_delta)).astype(x.dtype)).astype(g.dtype),)
+    return (jnp.clip(x, -max_delta, max_delta).astype(g.dtype),)
+
+
+@_hyper.declare(max_delta=_hyper.POSITIVE)
 def clip(max_delta) -> GradientTransformation:
     r"""Clips every update element-wise to :math:`[-\Delta, \Delta]`.
 
-    The seed lecture's formula (deck 000, "Gradient clipping for handling cliffs"):
+    Element-wise clipping (Mikolov, 2012; Goodfellow et al., 2016, section 10.11.1):
 
-    .. math:: \Delta\theta_i \leftarrow \Delta\theta_i \frac{\Delta_{MAX}}{\max(|\Delta\theta_i|, \Delta_{MAX})}
+    .. math:: g_i \leftarrow g_i \frac{\Delta}{\max(|g_i|, \Delta)}
 
-    which equals ``jnp.clip(g, -max_delta, max_delta)``.
+    which equals ``jnp.clip(g, -max_delta, max_delta)`` (for complex updates the
+    magnitude is clipped and the phase kept).
 
     Args:
-        max_delta: the bound :math:`\Delta_{MAX} > 0`.
+        max_delta: the bound :math:`\Delta > 0`.
+
+    Returns:
+        A stateless `GradientTransformation`.
 
     Raises:
         ValueError: ``max_delta <= 0``.
-    """
-    _checks.check_positive("max_delta", max_delta, fn="clip")
 
-    def leaf(g):
-        if g is None:
-            return None
-        cdt = _tree.compute_dtype(g.dtype)
-        d = _tree.hp(max_delta, _tree.real_dtype(g.dtype))
-        if jnp.iscomplexobj(g):
-            mag = jnp.abs(g.astype(cdt))
-            return (g.astype(cdt) * (d / jnp.maximum(mag, d)).astype(cdt)).astype(g.dtype)
-        return jnp.clip(g.astype(cdt), -d, d).astype(g.dtype)
+    Examples:
+        >>> import jax.numpy as jnp, gradxform as gx
+        >>> tx = gx.clip(1.0)
+        >>> tx.update(jnp.array([0.5, -3.0]), tx.init(jnp.zeros(2)))[0].tolist()
+        [0.5, -1.0]
+    """
 
     def init_fn(params):
         del params
@@ -43,13 +50,17 @@ def clip(max_delta) -> GradientTransformation:
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
         _checks.check_state_type(state, EmptyState, "clip")
-        return jax.tree_util.tree_map(leaf, updates, is_leaf=_tree.is_none), state
+        (clipped,) = _tree.apply_rule(
+            _clip_rule, updates, scalars=lambda dtype: _tree.hp(max_delta, _tree.real_dtype(dtype))
+        )
+        return clipped, state
 
     return GradientTransformation(init_fn, update_fn)
 
 
+@_hyper.declare(max_norm=_hyper.POSITIVE)
 def clip_by_global_norm(max_norm) -> GradientTransformation:
-    r"""Rescales the updates so that their global L2 norm is at most ``max_norm``.
+    r"""Rescales the updates so that their global L2 norm is at most ``max_norm`` (Pascanu et al., 2013).
 
     .. math:: u \leftarrow g \cdot \frac{c}{\max(\|g\|_2, c)}, \qquad \|g\|_2 = \sqrt{\textstyle\sum_{leaves} \sum_i g_i^2}
 
@@ -60,10 +71,22 @@ def clip_by_global_norm(max_norm) -> GradientTransformation:
     Args:
         max_norm: the bound :math:`c > 0`.
 
+    Returns:
+        A stateless `GradientTransformation`.
+
     Raises:
         ValueError: ``max_norm <= 0``.
+
+    Examples:
+        >>> import jax.numpy as jnp, gradxform as gx
+        >>> tx = gx.clip_by_global_norm(1.0)
+        >>> tx.update({'w': jnp.array([3.0, 4.0])}, tx.init(None))[0]['w'].tolist()
+        [0.6000000238418579, 0.800000011920929]
+
+    References:
+        Pascanu, Mikolov & Bengio, "On the difficulty of training recurrent neural
+        networks", ICML 2013.
     """
-    _checks.check_positive("max_norm", max_norm, fn="clip_by_global_norm")
 
     def init_fn(params):
         del params
@@ -74,14 +97,6 @@ def clip_by_global_norm(max_norm) -> GradientTransformation:
         _checks.check_state_type(state, EmptyState, "clip_by_global_norm")
         norm = _tree.global_norm(updates)
         c = _tree.hp(max_norm, norm.dtype)
-        factor = c / jnp.maximum(norm, c)
-
-        def leaf(g):
-            if g is None:
-                return None
-            cdt = _tree.compute_dtype(g.dtype)
-            return _tree.cast(_tree.mul(_tree.cast(g, cdt), _tree.cast(factor, cdt)), g.dtype)
-
-        return jax.tree_util.tree_map(leaf, updates, is_leaf=_tree.is_none), state
+        return _tree.scale_tree(updates, c / jnp.maximum(norm, c)), state
 
     return GradientTransformation(init_fn, update_fn)

@@ -2,49 +2,60 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from gradxform import _checks, _tree
+from gradxform import _checks, _hyper, _tree
 from gradxform._base import EmptyState, GradientTransformation
 
 
-def _params_required(fn: str, params: Any) -> None:
-    if params is None:
-        raise ValueError(f"{fn}.update needs the params: call update(updates, state, params).")
+class ScheduledDecayState(NamedTuple):
+    count: jax.Array  # shape (), int32: number of updates so far (the schedule's argument)
+
+
+@_tree.leaf_rule(static=("term",))
+def _add_term_rule(g, p, coef, *, term):
+    x = g.astype(coef.dtype)
+    return ((x + coef * term(p.astype(coef.dtype))).astype(g.dtype),)
+
+
+def _identity(p):
+    return p
 
 
 def _add_term(fn: str, coef: Any, term) -> GradientTransformation:
+    """Adds ``coef * term(params)`` to the updates; `coef` a number or a schedule of the step count."""
+    scheduled = callable(coef)
+
     def init_fn(params):
         del params
-        return EmptyState()
+        return ScheduledDecayState(count=jnp.zeros([], jnp.int32)) if scheduled else EmptyState()
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
-        _checks.check_state_type(state, EmptyState, fn)
-        _params_required(fn, params)
+        _checks.check_state_type(state, ScheduledDecayState if scheduled else EmptyState, fn)
+        _checks.require_params(params, fn)
         _checks.check_tree_like(updates, params, tree_name="updates", like_name="params", fn=fn)
-        c = coef(state) if callable(coef) else coef
-        coefs = _tree.per_dtype(lambda cdt: _tree.hp(c, cdt))
-
-        def leaf(g, p):
-            if g is None:
-                return None
-            cdt = _tree.compute_dtype(g.dtype)
-            return _tree.cast(_tree.add(_tree.cast(g, cdt), _tree.mul(coefs(cdt), term(_tree.cast(p, cdt)))), g.dtype)
-
-        return _tree.map_leaves(lambda g, p: (leaf(g, p),), updates, params, n_out=1)[0], state
+        c = jnp.asarray(coef(state.count), jnp.float32) if scheduled else coef
+        (new,) = _tree.apply_rule(
+            _add_term_rule, updates, inputs=(params,), term=term, scalars=lambda dtype: _tree.hp(c, dtype)
+        )
+        if scheduled:
+            return new, ScheduledDecayState(count=_tree.safe_increment(state.count))
+        return new, state
 
     return GradientTransformation(init_fn, update_fn)
 
 
+@_hyper.declare(weight_decay=_hyper.NONNEG)
 def add_decayed_weights(weight_decay=0.0, mask=None) -> GradientTransformation:
     r"""Adds :math:`\lambda\theta` to the updates: the gradient of the L2 penalty :math:`\frac{\lambda}{2}\|\theta\|^2`.
 
     Followed by ``scale_by_learning_rate(eta)`` it multiplies the weights by
-    :math:`(1 - \eta\lambda)` each step, the "weight decay term" of deck 003.
+    :math:`(1 - \eta\lambda)` each step: weight decay (Goodfellow et al., 2016,
+    section 7.1.1, equation 7.5).
 
     Args:
         weight_decay: :math:`\lambda \ge 0`, or a schedule ``count -> lambda``.
@@ -56,14 +67,11 @@ def add_decayed_weights(weight_decay=0.0, mask=None) -> GradientTransformation:
     """
     from gradxform._combine import masked  # noqa: PLC0415 - avoid a cycle at import
 
-    _checks.check_non_negative("weight_decay", weight_decay, fn="add_decayed_weights")
-    if callable(weight_decay):
-        tx = _scheduled_term("add_decayed_weights", weight_decay, lambda p: p)
-    else:
-        tx = _add_term("add_decayed_weights", weight_decay, lambda p: p)
+    tx = _add_term("add_decayed_weights", weight_decay, _identity)
     return masked(tx, mask) if mask is not None else tx
 
 
+@_hyper.declare(l1=_hyper.NONNEG)
 def add_l1_decay(l1=0.0, mask=None) -> GradientTransformation:
     r"""Adds :math:`\lambda_1 \operatorname{sign}(\theta)`: the (sub)gradient of the L1 penalty :math:`\lambda_1\|\theta\|_1`.
 
@@ -72,37 +80,8 @@ def add_l1_decay(l1=0.0, mask=None) -> GradientTransformation:
     """
     from gradxform._combine import masked  # noqa: PLC0415
 
-    _checks.check_non_negative("l1", l1, fn="add_l1_decay")
     tx = _add_term("add_l1_decay", l1, jnp.sign)
     return masked(tx, mask) if mask is not None else tx
-
-
-class ScheduledDecayState(NamedTuple):
-    count: jax.Array  # shape (), int32
-
-
-def _scheduled_term(fn: str, schedule, term) -> GradientTransformation:
-    def init_fn(params):
-        del params
-        return ScheduledDecayState(count=jnp.zeros([], jnp.int32))
-
-    def update_fn(updates, state, params=None, **extra_args):
-        del extra_args
-        _checks.check_state_type(state, ScheduledDecayState, fn)
-        _params_required(fn, params)
-        _checks.check_tree_like(updates, params, tree_name="updates", like_name="params", fn=fn)
-        c = jnp.asarray(schedule(state.count), jnp.float32)
-
-        def leaf(g, p):
-            if g is None:
-                return (None,)
-            cdt = _tree.compute_dtype(g.dtype)
-            return ((g.astype(cdt) + c.astype(cdt) * term(p.astype(cdt))).astype(g.dtype),)
-
-        new = _tree.map_leaves(leaf, updates, params, n_out=1)[0]
-        return new, ScheduledDecayState(count=_tree.safe_increment(state.count))
-
-    return GradientTransformation(init_fn, update_fn)
 
 
 class AddNoiseState(NamedTuple):
@@ -110,6 +89,11 @@ class AddNoiseState(NamedTuple):
     rng_key: jax.Array  # a PRNG key
 
 
+@_hyper.declare(
+    eta=_hyper.NONNEG._replace(draw=(0.0, 1.0), source="validator"),
+    gamma=_hyper.NONNEG._replace(draw=(0.0, 1.0), source="validator"),
+    key=_hyper.integer(0, 2**31 - 1, source="a seed (not validated)")._replace(validated=False),
+)
 def add_noise(eta, gamma, key) -> GradientTransformation:
     r"""Adds annealed Gaussian noise to the updates (Neelakantan et al., 2015).
 
@@ -123,8 +107,6 @@ def add_noise(eta, gamma, key) -> GradientTransformation:
     Raises:
         ValueError: a negative ``eta`` or ``gamma``; TypeError: a missing key.
     """
-    _checks.check_non_negative("eta", eta, fn="add_noise")
-    _checks.check_non_negative("gamma", gamma, fn="add_noise")
     if key is None:
         raise TypeError("add_noise: `key` must be a PRNG key or an int seed, got None.")
 

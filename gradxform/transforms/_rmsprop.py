@@ -1,4 +1,4 @@
-"""RMSProp (Hinton, 2012): `scale_by_rms`, centered `scale_by_stddev`, and `rmsprop`."""
+"""RMSProp (Tieleman & Hinton, 2012), centered RMSProp (Graves, 2013): `scale_by_rms`, `scale_by_stddev`, `rmsprop`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from gradxform import _checks, _tree
+from gradxform import _checks, _hyper, _tree
 from gradxform._base import GradientTransformation, ScalarOrSchedule, identity
 from gradxform._combine import chain
 from gradxform.transforms._momentum import trace
@@ -25,24 +25,52 @@ class ScaleByRStdDevState(NamedTuple):
     nu: Any  # like params
 
 
-def _validate(fn, decay, eps, initial_scale):
-    _checks.check_decay("decay", decay, fn=fn)
-    _checks.check_non_negative("eps", eps, fn=fn)
-    _checks.check_non_negative("initial_scale", initial_scale, fn=fn)
+class _RmsScalars(NamedTuple):
+    rho: _tree.Decay
+    bc: Optional[jax.Array]  # 1 - rho^t when bias_correction, else None
+    eps: jax.Array
 
 
-def _scaling(denominator_sq, eps, eps_in_sqrt):
-    if eps_in_sqrt:
-        return jax.lax.rsqrt(_tree.add(denominator_sq, eps))
-    return 1 / _tree.add(_tree.sqrt(denominator_sq), eps)
+def _rms_scalars(decay, eps, count, bias_correction):
+    def make(dtype):
+        bc = _tree.bias_correction(decay, count, dtype) if bias_correction else None
+        return _RmsScalars(_tree.decay(decay, dtype), bc, _tree.hp(eps, dtype))
+
+    return make
 
 
-def _scalars(decay, eps, count, cdt, bias_correction):
-    rho = _tree.hp(decay, cdt)
-    bc = _tree.bias_correction(decay, count, cdt) if bias_correction else None
-    return rho, 1 - rho, bc, _tree.hp(eps, cdt)
+def _debiased(x, s: _RmsScalars):
+    return x if s.bc is None else x / s.bc
 
 
+@_tree.leaf_rule(static=("eps_in_sqrt",))
+def _rms_rule(g, nu, s: _RmsScalars, *, eps_in_sqrt):
+    x = g.astype(s.eps.dtype)
+    nu_new = _tree.update_moment(_tree.abs_sq(x), nu, s.rho)
+    u = x * _tree.inverse_root(_debiased(nu_new, s), s.eps, eps_in_sqrt)
+    return u.astype(g.dtype), nu_new.astype(nu.dtype)
+
+
+@_tree.leaf_rule(static=("eps_in_sqrt",))
+def _stddev_rule(g, mu, nu, s: _RmsScalars, *, eps_in_sqrt):
+    x = g.astype(s.eps.dtype)
+    mu_new = _tree.update_moment(x, mu, s.rho)
+    nu_new = _tree.update_moment(_tree.abs_sq(x), nu, s.rho)
+    variance = _debiased(nu_new, s) - _tree.abs_sq(_debiased(mu_new, s))
+    u = x * _tree.inverse_root(variance, s.eps, eps_in_sqrt)
+    return u.astype(g.dtype), mu_new.astype(mu.dtype), nu_new.astype(nu.dtype)
+
+
+_RMS = dict(
+    decay=_hyper.DECAY,
+    eps=_hyper.EPS,
+    initial_scale=_hyper.NONNEG._replace(draw=(0.0, 1.0), source="validator"),
+    eps_in_sqrt=_hyper.BOOL,
+    bias_correction=_hyper.BOOL,
+)
+
+
+@_hyper.declare(**_RMS)
 def scale_by_rms(
     decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt: bool = True, bias_correction: bool = False
 ) -> GradientTransformation:
@@ -57,45 +85,33 @@ def scale_by_rms(
     and :math:`r_0` = ``initial_scale``.
 
     Note:
-        The decks disagree on eps: deck 003 (Goodfellow et al. Algorithm 8.5)
-        writes :math:`\sqrt{\delta + r}` (the default here, as in optax), decks 000
-        and 002 write :math:`\delta + \sqrt{r}` (``eps_in_sqrt=False``, as in PyTorch).
+        Texts disagree on eps: Goodfellow et al. (2016), Algorithm 8.5, write
+        :math:`\sqrt{\delta + r}` (the default here, as in optax and TensorFlow);
+        PyTorch and Hinton's lecture write :math:`\delta + \sqrt{r}`
+        (``eps_in_sqrt=False``).
 
     Raises:
         ValueError: ``decay`` outside [0, 1), negative ``eps`` or ``initial_scale``.
     """
     fn = "scale_by_rms"
-    _validate(fn, decay, eps, initial_scale)
 
     def init_fn(params):
         return ScaleByRmsState(count=jnp.zeros([], jnp.int32), nu=_tree.square_full_like(params, initial_scale))
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
-        _checks.check_state_type(state, ScaleByRmsState, fn)
-        _checks.check_tree_like(updates, state.nu, tree_name="updates", like_name="state.nu", fn=fn)
+        _checks.check_update(fn, state, ScaleByRmsState, updates, "nu")
         count = _tree.safe_increment(state.count) if bias_correction else state.count
-
-        scalars = _tree.per_dtype(lambda cdt: _scalars(decay, eps, count, cdt, bias_correction))
-
-        def leaf(g, v):
-            if g is None:
-                return None, v
-            t = _tree
-            cdt = t.compute_dtype(g.dtype)
-            rho, one_m_rho, bc, e = scalars(cdt)
-            g_ = t.cast(g, cdt)
-            v_new = t.add(t.mul(one_m_rho, t.abs_sq(g_)), t.mul(rho, t.cast(v, cdt)))
-            v_hat = t.div(v_new, bc) if bias_correction else v_new
-            u = t.mul(g_, _scaling(v_hat, e, eps_in_sqrt))
-            return t.cast(u, g.dtype), t.cast(v_new, v.dtype)
-
-        updates, nu = _tree.map_leaves(leaf, updates, state.nu, n_out=2)
+        updates, nu = _tree.apply_rule(
+            _rms_rule, updates, state.nu, eps_in_sqrt=eps_in_sqrt,
+            scalars=_rms_scalars(decay, eps, count, bias_correction),
+        )
         return updates, ScaleByRmsState(count=count, nu=nu)
 
     return GradientTransformation(init_fn, update_fn)
 
 
+@_hyper.declare(**_RMS)
 def scale_by_stddev(
     decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt: bool = True, bias_correction: bool = False
 ) -> GradientTransformation:
@@ -111,7 +127,6 @@ def scale_by_stddev(
         ValueError: ``decay`` outside [0, 1), negative ``eps`` or ``initial_scale``.
     """
     fn = "scale_by_stddev"
-    _validate(fn, decay, eps, initial_scale)
 
     def init_fn(params):
         return ScaleByRStdDevState(
@@ -122,34 +137,25 @@ def scale_by_stddev(
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
-        _checks.check_state_type(state, ScaleByRStdDevState, fn)
-        _checks.check_tree_like(updates, state.nu, tree_name="updates", like_name="state.nu", fn=fn)
+        _checks.check_update(fn, state, ScaleByRStdDevState, updates, "nu")
         count = _tree.safe_increment(state.count) if bias_correction else state.count
-
-        scalars = _tree.per_dtype(lambda cdt: _scalars(decay, eps, count, cdt, bias_correction))
-
-        def leaf(g, m, v):
-            if g is None:
-                return None, m, v
-            t = _tree
-            cdt = t.compute_dtype(g.dtype)
-            rho, one_m_rho, bc, e = scalars(cdt)
-            g_ = t.cast(g, cdt)
-            m_new = t.add(t.mul(one_m_rho, g_), t.mul(rho, t.cast(m, cdt)))
-            v_new = t.add(t.mul(one_m_rho, t.abs_sq(g_)), t.mul(rho, t.cast(v, cdt)))
-            if bias_correction:
-                m_hat, v_hat = t.div(m_new, bc), t.div(v_new, bc)
-            else:
-                m_hat, v_hat = m_new, v_new
-            u = t.mul(g_, _scaling(t.sub(v_hat, t.abs_sq(m_hat)), e, eps_in_sqrt))
-            return t.cast(u, g.dtype), t.cast(m_new, m.dtype), t.cast(v_new, v.dtype)
-
-        updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, n_out=3)
+        updates, mu, nu = _tree.apply_rule(
+            _stddev_rule, updates, state.mu, state.nu, eps_in_sqrt=eps_in_sqrt,
+            scalars=_rms_scalars(decay, eps, count, bias_correction),
+        )
         return updates, ScaleByRStdDevState(count=count, mu=mu, nu=nu)
 
     return GradientTransformation(init_fn, update_fn)
 
 
+@_hyper.declare(
+    _hyper.NESTEROV_NEEDS_MOMENTUM,
+    learning_rate=_hyper.LR,
+    **{k: v for k, v in _RMS.items() if k != "bias_correction"},
+    centered=_hyper.BOOL,
+    momentum=_hyper.MOMENTUM,
+    nesterov=_hyper.BOOL,
+)
 def rmsprop(
     learning_rate: ScalarOrSchedule,
     decay=0.9,
@@ -164,13 +170,10 @@ def rmsprop(
     """RMSProp: ``chain(scale_by_rms or scale_by_stddev, scale_by_learning_rate, trace(momentum))``.
 
     As in optax, the momentum (when given) accumulates the already-scaled step, so
-    the learning rate sits inside the velocity here, as in the seed decks.
+    the learning rate sits inside the velocity here, as in Goodfellow et al. (2016),
+    Algorithm 8.6 (RMSProp with Nesterov momentum).
     """
     scaler = scale_by_stddev if centered else scale_by_rms
-    if momentum is None and nesterov:
-        raise ValueError("rmsprop: `nesterov=True` needs a `momentum`; got momentum=None.")
-    if momentum is not None:
-        _checks.check_decay("momentum", momentum, fn="rmsprop")
     return chain(
         scaler(decay, eps, initial_scale, eps_in_sqrt, bias_correction),
         scale_by_learning_rate(learning_rate),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
-from gradxform import _checks, _tree
+from gradxform import _checks, _hyper, _tree
 from gradxform._base import GradientTransformation
 from gradxform._combine import chain
 from gradxform.transforms._scale import scale
@@ -17,6 +18,43 @@ class ScaleByRpropState(NamedTuple):
     prev_updates: Any  # like params: last step's signed step (0 where the sign flipped)
 
 
+class _RpropScalars(NamedTuple):
+    eta_minus: jax.Array
+    eta_plus: jax.Array
+    min_step_size: jax.Array
+    max_step_size: jax.Array
+
+
+@_tree.leaf_rule
+def _rprop_rule(g, step, prev, s: _RpropScalars):
+    x = g.astype(s.eta_plus.dtype)
+    step_ = step.astype(x.dtype)
+    agreement = x * prev.astype(x.dtype)
+    grown = jnp.minimum(step_ * s.eta_plus, s.max_step_size)
+    shrunk = jnp.maximum(step_ * s.eta_minus, s.min_step_size)
+    new_step = jnp.where(agreement > 0, grown, jnp.where(agreement < 0, shrunk, step_))
+    u = jnp.where(agreement < 0, jnp.zeros_like(x), new_step * jnp.sign(x))
+    return u.astype(g.dtype), new_step.astype(step.dtype), u.astype(prev.dtype)
+
+
+_RPROP = dict(
+    learning_rate=_hyper.LR._replace(draw=(1e-4, 1e-1)),
+    eta_minus=_hyper.number(0.0, 1.0, low_inclusive=False, draw=(0.1, 0.9), source="validator"),
+    eta_plus=_hyper.number(1.0, draw=(1.0, 2.0), source="validator"),
+    min_step_size=_hyper.NONNEG._replace(draw=(1e-7, 1e-3), source="validator"),
+    max_step_size=_hyper.NONNEG._replace(draw=(1.0, 50.0), source="validator"),
+)
+
+_MAX_AT_LEAST_MIN = _hyper.Constraint(
+    ("min_step_size", "max_step_size"),
+    lambda kw: kw["max_step_size"] >= kw["min_step_size"],
+    "`max_step_size` must be at least `min_step_size`; got max_step_size={max_step_size!r}, "
+    "min_step_size={min_step_size!r}.",
+    lambda kw: kw | {"max_step_size": max(kw["max_step_size"], kw["min_step_size"])},
+)
+
+
+@_hyper.declare(_MAX_AT_LEAST_MIN, **_RPROP)
 def scale_by_rprop(
     learning_rate, eta_minus=0.5, eta_plus=1.2, min_step_size=1e-6, max_step_size=50.0
 ) -> GradientTransformation:
@@ -46,43 +84,27 @@ def scale_by_rprop(
             ``max_step_size < min_step_size``.
     """
     fn = "scale_by_rprop"
-    _checks.check_non_negative("learning_rate", learning_rate, fn=fn)
-    _checks.check_range("eta_minus", eta_minus, 0.0, 1.0, low_inclusive=False, fn=fn)
-    _checks.check_range("eta_plus", eta_plus, 1.0, fn=fn)
-    _checks.check_non_negative("min_step_size", min_step_size, fn=fn)
-    lo = _checks._concrete_float(min_step_size)
-    _checks.check_range("max_step_size", max_step_size, lo if lo is not None else 0.0, fn=fn)
 
     def init_fn(params):
         return ScaleByRpropState(
             step_sizes=_tree.full_like(params, learning_rate), prev_updates=_tree.zeros_like(params)
         )
 
-    def leaf(g, step, prev):
-        if g is None:
-            return None, step, prev
-        cdt = _tree.compute_dtype(g.dtype)
-        g_ = g.astype(cdt)
-        step_ = step.astype(cdt)
-        s = g_ * prev.astype(cdt)
-        grown = jnp.minimum(step_ * _tree.hp(eta_plus, cdt), _tree.hp(max_step_size, cdt))
-        shrunk = jnp.maximum(step_ * _tree.hp(eta_minus, cdt), _tree.hp(min_step_size, cdt))
-        new_step = jnp.where(s > 0, grown, jnp.where(s < 0, shrunk, step_))
-        u = jnp.where(s < 0, jnp.zeros_like(g_), new_step * jnp.sign(g_))
-        return u.astype(g.dtype), new_step.astype(step.dtype), u.astype(prev.dtype)
+    def scalars(dtype):
+        return _RpropScalars(*(_tree.hp(v, dtype) for v in (eta_minus, eta_plus, min_step_size, max_step_size)))
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
-        _checks.check_state_type(state, ScaleByRpropState, fn)
-        _checks.check_tree_like(
-            updates, state.step_sizes, tree_name="updates", like_name="state.step_sizes", fn=fn
+        _checks.check_update(fn, state, ScaleByRpropState, updates, "step_sizes")
+        updates, steps, prev = _tree.apply_rule(
+            _rprop_rule, updates, state.step_sizes, state.prev_updates, scalars=scalars
         )
-        updates, steps, prev = _tree.map_leaves(leaf, updates, state.step_sizes, state.prev_updates, n_out=3)
         return updates, ScaleByRpropState(step_sizes=steps, prev_updates=prev)
 
     return GradientTransformation(init_fn, update_fn)
 
 
+@_hyper.declare(_MAX_AT_LEAST_MIN, **_RPROP)
 def rprop(
     learning_rate, eta_minus=0.5, eta_plus=1.2, min_step_size=1e-6, max_step_size=50.0
 ) -> GradientTransformation:

@@ -7,23 +7,11 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradxform import _checks, _tree
+from gradxform import _checks, _hyper, _tree
 from gradxform._base import EmptyState, GradientTransformation, ScalarOrSchedule, identity
 
 
-def scale_tree(updates: Any, factor: Any) -> Any:
-    """Every leaf times `factor`, multiplied in at least float32, in the leaf's dtype."""
-    factors = _tree.per_dtype(lambda cdt: _tree.hp(factor, cdt))
-
-    def leaf(g):
-        if g is None:
-            return None
-        cdt = _tree.compute_dtype(g.dtype)
-        return _tree.cast(_tree.mul(_tree.cast(g, cdt), factors(cdt)), g.dtype)
-
-    return jax.tree_util.tree_map(leaf, updates, is_leaf=_tree.is_none)
-
-
+@_hyper.declare(step_size=_hyper.number(draw=(-1.0, 1.0)))
 def scale(step_size: Any) -> GradientTransformation:
     r"""Multiplies every update by a constant: :math:`u \leftarrow \alpha g`.
 
@@ -44,7 +32,7 @@ def scale(step_size: Any) -> GradientTransformation:
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
         _checks.check_state_type(state, EmptyState, "scale")
-        return scale_tree(updates, step_size), state
+        return _tree.scale_tree(updates, step_size), state
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -70,12 +58,13 @@ def scale_by_schedule(step_size_fn: Callable[[jax.Array], Any]) -> GradientTrans
         del params, extra_args
         _checks.check_state_type(state, ScaleByScheduleState, "scale_by_schedule")
         step_size = step_size_fn(state.count)
-        updates = scale_tree(updates, step_size)
+        updates = _tree.scale_tree(updates, step_size)
         return updates, ScaleByScheduleState(count=_tree.safe_increment(state.count))
 
     return GradientTransformation(init_fn, update_fn)
 
 
+@_hyper.declare(learning_rate=_hyper.LR, flip_sign=_hyper.BOOL)
 def scale_by_learning_rate(learning_rate: ScalarOrSchedule, *, flip_sign: bool = True) -> GradientTransformation:
     r"""Scales by a learning rate (or schedule), by default with a minus sign for descent.
 
@@ -91,7 +80,6 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule, *, flip_sign: bool =
     """
     if learning_rate is None:
         return identity()
-    _checks.check_non_negative("learning_rate", learning_rate, fn="scale_by_learning_rate")
     m = -1 if flip_sign else 1
     if callable(learning_rate):
         return scale_by_schedule(lambda count: m * jnp.asarray(learning_rate(count), jnp.float32))

@@ -7,9 +7,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradxform import _checks, _tree
+from gradxform import _checks, _hyper, _tree
 from gradxform._base import GradientTransformation
-from gradxform.transforms._scale import scale_tree
 
 
 class ReduceLROnPlateauState(NamedTuple):
@@ -33,6 +32,16 @@ def improves(value, best, rtol, atol, mode: str = "min") -> jax.Array:
     return v < threshold
 
 
+@_hyper.declare(
+    factor=_hyper.number(0.0, 1.0, low_inclusive=False, draw=(0.01, 1.0), source="validator"),
+    patience=_hyper.integer(1, draw=(1, 20)),
+    rtol=_hyper.NONNEG._replace(draw=(0.0, 1e-2), source="validator"),
+    atol=_hyper.NONNEG._replace(draw=(0.0, 1e-2), source="validator"),
+    cooldown=_hyper.integer(0, draw=(0, 5), source="validator"),
+    accumulation_size=_hyper.integer(1, draw=(1, 5), source="validator"),
+    min_scale=_hyper.NONNEG._replace(draw=(0.0, 1e-2), source="validator"),
+    mode=_hyper.choice("min", "max"),
+)
 def reduce_on_plateau(
     factor=0.1,
     patience=10,
@@ -92,19 +101,11 @@ def reduce_on_plateau(
         (0.5, [0.5])
 
     References:
-        PyTorch's ``ReduceLROnPlateau`` (threshold_mode="rel");
+        PyTorch's ``torch.optim.lr_scheduler.ReduceLROnPlateau`` (threshold_mode="rel")
+        and Keras' ``ReduceLROnPlateau`` callback (``min_delta`` is ``atol``; ``cooldown``);
         optax.contrib.reduce_on_plateau (the interface and the state).
     """
     fn = "reduce_on_plateau"
-    _checks.check_range("factor", factor, 0.0, 1.0, low_inclusive=False, fn=fn)
-    _checks.check_range("patience", patience, 1, fn=fn)
-    _checks.check_non_negative("rtol", rtol, fn=fn)
-    _checks.check_non_negative("atol", atol, fn=fn)
-    _checks.check_non_negative("cooldown", cooldown, fn=fn)
-    _checks.check_range("accumulation_size", accumulation_size, 1, fn=fn)
-    _checks.check_non_negative("min_scale", min_scale, fn=fn)
-    if mode not in ("min", "max"):
-        raise ValueError(f'{fn}: `mode` must be "min" or "max"; got mode={mode!r}.')
     f32 = jnp.float32
 
     def init_fn(params):
@@ -153,6 +154,6 @@ def reduce_on_plateau(
         state = state._replace(count=count, avg_value=avg)
         full = count >= jnp.asarray(accumulation_size).astype(jnp.int32)
         state = jax.lax.cond(full, evaluate, lambda s: s, state)
-        return scale_tree(updates, state.scale), state
+        return _tree.scale_tree(updates, state.scale), state
 
     return GradientTransformation(init_fn, update_fn)
