@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gradxform as gx
-from gradxform.testing._registry import REGISTRY
+from gradxform.testing.registry import REGISTRY
 
 DETERMINISTIC = [e for e in REGISTRY if not e.random]
 

@@ -1,6 +1,6 @@
 """Every registered transformation: reference parity, optax parity, validation, errors.
 
-The registry (gradxform/testing/_registry.py) lists each transformation once;
+The registry (gradxform/testing/registry/) lists each transformation once;
 these tests iterate over it with no per-name special cases.
 """
 
@@ -14,13 +14,13 @@ import pytest
 
 import gradxform as gx
 from gradxform.testing import reference
-from gradxform.testing._registry import REGISTRY
+from gradxform.testing.registry import INVALID_CASES, REGISTRY
 
 loose = jax.numpy_dtype_promotion("standard")  # optax relies on implicit promotion
 
 WITH_REFERENCE = [e for e in REGISTRY if e.reference is not None]
 WITH_OPTAX = [e for e in REGISTRY if e.optax_name is not None and not e.random]
-WITH_INVALID = [(e, bad, arg) for e in REGISTRY for bad, arg in e.invalid]
+WITH_INVALID = INVALID_CASES  # derived from each factory's hyperparameter declaration
 
 
 def _params(dtype=jnp.float32, seed=0):

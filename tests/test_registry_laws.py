@@ -3,7 +3,7 @@
 import pytest
 
 from gradxform.testing import check_transformation
-from gradxform.testing._registry import REGISTRY
+from gradxform.testing.registry import REGISTRY
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import gradxform as gx
 from gradxform.testing import strategies as gst
-from gradxform.testing._registry import REGISTRY
+from gradxform.testing.registry import REGISTRY
 
 OPTIMIZERS = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "adabelief", "adadelta", "rprop", "adahessian"]
 

@@ -17,7 +17,6 @@ from gradxform.second_order import (
     hvp,
     scale_by_adahessian,
 )
-from gradxform.testing._registry_extra import ENTRIES
 
 # A small non-quadratic objective over a nested pytree with a scalar and a matrix leaf.
 PARAMS = {"w": jnp.array([[0.3, -0.2], [0.1, 0.4]]), "b": (jnp.array(0.5), jnp.array([1.0, -1.0, 0.2]))}
@@ -220,93 +219,3 @@ def test_adahessian_trains_a_small_mlp_compared_with_adam():
     print(f"MLP loss after {steps} steps: start {start:.4f}, adam {l_adam:.3e}, adahessian {l_ada:.3e}")
     assert l_adam < start / 100 and l_ada < start / 100
     assert l_ada < 4 * l_adam
-
-
-# ----------------------------------------------------------------------------- registry entries (issue 5)
-
-_IDS = [e.name for e in ENTRIES]
-
-
-def _tree_params(dtype):
-    rng = np.random.default_rng(0)
-    return {
-        "conv": jnp.asarray(rng.normal(size=(2, 2, 2, 3)), dtype),
-        "b": [jnp.asarray(rng.normal(size=4), dtype), jnp.asarray(0.7, dtype)],
-        "empty": jnp.zeros((0, 2), dtype),
-    }
-
-
-def _grads_like(params, seed):
-    rng = np.random.default_rng(seed)
-    return jax.tree_util.tree_map(lambda x: jnp.asarray(rng.normal(size=x.shape), x.dtype), params)
-
-
-def _extra(entry, step, params, grads):
-    return entry.extra_args_fn(step, params, grads) if entry.extra_args_fn else {}
-
-
-def _max_rel_err(got, want):
-    errs = [0.0]
-    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
-        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        if a.size:
-            errs.append(float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-12)))
-    return max(errs)
-
-
-# Once the registry lists these entries, tests/test_registry.py and test_registry_laws.py run
-# the full battery on them (bf16 parity, optax parity, every law); this is the quick local
-# version. bfloat16 for a few entries only: each case costs a compilation.
-_BF16 = {"adahessian", "scale_by_newton_damped_indefinite", "lbfgs_fixed_step"}
-# jit == no jit on a few entries: eager (op-by-op) runs cost seconds each.
-_EAGER = {"scale_by_adahessian", "scale_by_lbfgs", "apply_if_finite", "reduce_on_plateau", "polyak_averaging"}
-_CASES = [(e, jnp.float32) for e in ENTRIES] + [(e, jnp.bfloat16) for e in ENTRIES if e.name in _BF16]
-
-
-@pytest.mark.parametrize(
-    "entry,dtype", _CASES, ids=[f"{e.name}-{'f32' if d == jnp.float32 else 'bf16'}" for e, d in _CASES]
-)
-def test_registry_extra_reference_parity_and_laws(entry, dtype):
-    """Four steps against the NumPy reference (tight in f32, loose in bf16); shapes, dtypes
-    and state structure preserved; jit equals no jit; the second step does not retrace."""
-    tx = entry.build()
-    params = _tree_params(dtype)
-    state = tx.init(params)
-    ref = entry.reference() if entry.reference else None
-    ref_state = ref.init(jax.tree_util.tree_map(np.asarray, params)) if ref else None
-    tol = 2e-5 if dtype == jnp.float32 else 3e-2
-    traces = []
-
-    @jax.jit
-    def step_fn(g, s, p):
-        traces.append(1)
-        return tx.update(g, s, p, **_extra(entry, 0, p, g))
-
-    for step in range(3):
-        grads = _grads_like(params, step)
-        updates, new_state = step_fn(grads, state, params)
-        if step == 1 and dtype == jnp.float32 and entry.name in _EAGER:
-            eager_updates, _ = tx.update(grads, state, params, **_extra(entry, 0, params, grads))
-            assert _max_rel_err(updates, eager_updates) < 1e-5
-        assert jax.tree_util.tree_structure(updates) == jax.tree_util.tree_structure(grads)
-        for u, g in zip(jax.tree_util.tree_leaves(updates), jax.tree_util.tree_leaves(grads)):
-            assert u.shape == g.shape and u.dtype == g.dtype
-        assert jax.tree_util.tree_structure(new_state) == jax.tree_util.tree_structure(state)
-        for a, b in zip(jax.tree_util.tree_leaves(new_state), jax.tree_util.tree_leaves(state)):
-            assert a.shape == b.shape and a.dtype == b.dtype, entry.name
-        if ref is not None:
-            ref_updates, ref_state = ref.update(
-                jax.tree_util.tree_map(np.asarray, grads), ref_state, jax.tree_util.tree_map(np.asarray, params)
-            )
-            assert _max_rel_err(updates, ref_updates) < tol, (entry.name, step)
-        state = new_state
-        params = gx.apply_updates(params, updates)
-    assert len(traces) == 1, "the update retraced: its state's dtypes or structure drifted"
-
-
-@pytest.mark.parametrize(
-    "entry,override,arg", [(e, o, a) for e in ENTRIES for o, a in e.invalid], ids=lambda x: getattr(x, "name", str(x))
-)
-def test_registry_extra_invalid_hyperparameters_raise(entry, override, arg):
-    with pytest.raises(ValueError, match=arg):
-        entry.build(**override)

@@ -11,7 +11,8 @@ transformation. The building blocks:
 * `gradient_sequences`: one gradient tree per step for given params, with
   all-zero steps and huge, tiny and zero entries mixed in;
 * `hyperparameters` / `invalid_hyperparameters`: keyword arguments for the
-  built-in transformations, drawn from the table `HYPERPARAMETERS`.
+  built-in transformations, drawn from the ranges each factory declares
+  (``factory.hyperparameters``, collected in `HYPERPARAMETERS`).
 
 Values are drawn as float32 (``width=32``, no subnormals, no NaN or inf unless
 asked) and cast to the leaf's dtype; by default every magnitude is a normal
@@ -34,7 +35,7 @@ Examples:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -43,24 +44,33 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from gradxform._hyper import Hyper
+from gradxform.testing._hyper_strategies import (
+    CONSTRAINTS,
+    HYPERPARAMETERS,
+    _f32_inward,
+    hyperparameters,
+    invalid_hyperparameters,
+)
+
 # The NamedTuple node drawn here is the one the laws' default examples use.
 from gradxform.testing.laws import Layer
 
 __all__ = [
+    "CONSTRAINTS",
     "DEFAULT_DTYPES",
     "HYPERPARAMETERS",
-    "Layer",
     "Hyper",
-    "shapes",
-    "leaf_specs",
-    "tree_specs",
+    "Layer",
     "arrays_like",
-    "pytrees",
-    "params_and_grads",
     "gradient_sequences",
     "hyperparameters",
     "invalid_hyperparameters",
-    "CONSTRAINTS",
+    "leaf_specs",
+    "params_and_grads",
+    "pytrees",
+    "shapes",
+    "tree_specs",
 ]
 
 DEFAULT_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
@@ -359,308 +369,3 @@ def gradient_sequences(
     else:
         step = mixed
     return st.lists(step, min_size=length, max_size=length)
-
-
-# --------------------------------------------------------------------------- hyperparameters
-
-
-class Hyper(NamedTuple):
-    """One row of `HYPERPARAMETERS`: the documented valid range and the range drawn.
-
-    `kind` is ``"float"``, ``"int"``, ``"bool"`` or ``"choice"``. For numbers,
-    ``valid = (low, high, low_inclusive, high_inclusive)`` is what the validator
-    accepts and ``draw = (low, high)`` the (closed) sub-range `hyperparameters`
-    samples by default; with ``edge_cases=True`` draws span the whole valid range
-    (capped at ``draw``'s high end when the valid range is unbounded). For
-    ``"choice"``, ``draw`` is the tuple of options. `optional` adds ``None``.
-    `source` says where the valid range comes from.
-    """
-
-    kind: str
-    valid: tuple = ()
-    draw: tuple = ()
-    optional: bool = False
-    source: str = "API.md"
-
-
-_INF = math.inf
-# Factories for the recurring rows.
-_LR = Hyper("float", (0.0, _INF, True, True), (1e-4, 1.0))  # learning_rate >= 0 (0 allowed, warm-up)
-_DECAY = Hyper("float", (0.0, 1.0, True, False), (0.0, 0.999))  # b1, b2, momentum, decay, rho in [0, 1)
-_EPS = Hyper("float", (0.0, _INF, True, True), (1e-8, 1e-3))  # eps >= 0
-_EPS_ROOT = Hyper("float", (0.0, _INF, True, True), (0.0, 1e-8))  # eps_root >= 0
-_NONNEG = Hyper("float", (0.0, _INF, True, True), (0.0, 1e-2))  # weight decay, l1, ... >= 0
-_POS = Hyper("float", (0.0, _INF, False, True), (1e-2, 10.0))  # max_norm, max_delta > 0
-_BOOL = Hyper("bool")
-_MOMENTUM = _DECAY._replace(optional=True)  # None or [0, 1)
-_HESSIAN_POWER = Hyper("float", (0.0, 1.0, True, True), (0.0, 1.0), source="validator (the paper's range)")
-
-
-def _adam_like(lr: bool) -> dict[str, Hyper]:
-    row = {"b1": _DECAY, "b2": _DECAY, "eps": _EPS, "eps_root": _EPS_ROOT, "nesterov": _BOOL}
-    return ({"learning_rate": _LR} if lr else {}) | row
-
-
-def _rprop(lr: bool) -> dict[str, Hyper]:
-    row = {
-        "eta_minus": Hyper("float", (0.0, 1.0, False, True), (0.1, 0.9), source="validator"),
-        "eta_plus": Hyper("float", (1.0, _INF, True, True), (1.0, 2.0), source="validator"),
-        # max_step_size >= min_step_size as well: see CONSTRAINTS.
-        "min_step_size": Hyper("float", (0.0, _INF, True, True), (1e-7, 1e-3), source="validator"),
-        "max_step_size": Hyper("float", (0.0, _INF, True, True), (1.0, 50.0), source="validator"),
-    }
-    return {"learning_rate": _LR._replace(draw=(1e-4, 1e-1))} | row
-
-
-# The table: transformation name -> {argument: Hyper}. Only arguments with a
-# documented or validated range are listed; everything else keeps its default.
-HYPERPARAMETERS: dict[str, dict[str, Hyper]] = {
-    # optimizers
-    "sgd": {"learning_rate": _LR, "momentum": _MOMENTUM, "nesterov": _BOOL},
-    "adagrad": {
-        "learning_rate": _LR,
-        "initial_accumulator_value": _NONNEG._replace(draw=(0.0, 1.0), source="validator"),
-        "eps": _EPS,
-    },
-    "rmsprop": {
-        "learning_rate": _LR,
-        "decay": _DECAY,
-        "eps": _EPS,
-        "initial_scale": _NONNEG._replace(draw=(0.0, 1.0), source="validator"),
-        "eps_in_sqrt": _BOOL,
-        "centered": _BOOL,
-        "momentum": _MOMENTUM,
-        "nesterov": _BOOL,
-    },
-    "adam": _adam_like(lr=True),
-    "adamw": _adam_like(lr=True) | {"weight_decay": _NONNEG},
-    "adabelief": {k: v for k, v in _adam_like(lr=True).items() if k != "nesterov"},
-    "adadelta": {"learning_rate": _LR._replace(optional=True), "rho": _DECAY, "eps": _EPS},
-    "rprop": _rprop(lr=True),
-    "adahessian": {
-        "learning_rate": _LR,
-        "b1": _DECAY,
-        "b2": _DECAY,
-        "eps": _EPS,
-        "hessian_power": _HESSIAN_POWER,
-        "weight_decay": _NONNEG,
-    },
-    "lbfgs": {
-        "learning_rate": _LR._replace(optional=True),
-        "memory_size": Hyper("int", (1, _INF, True, True), (1, 10), source="validator"),
-    },
-    # transformations
-    "scale": {"step_size": Hyper("float", (-_INF, _INF, True, True), (-1.0, 1.0))},
-    "scale_by_learning_rate": {"learning_rate": _LR, "flip_sign": _BOOL},
-    "clip": {"max_delta": _POS},
-    "clip_by_global_norm": {"max_norm": _POS},
-    "trace": {"decay": _DECAY, "nesterov": _BOOL},
-    "ema": {"decay": _DECAY, "debias": _BOOL},
-    "scale_by_rss": {
-        "initial_accumulator_value": _NONNEG._replace(draw=(0.0, 1.0), source="validator"),
-        "eps": _EPS,
-        "eps_in_sqrt": _BOOL,
-    },
-    "scale_by_rms": {
-        "decay": _DECAY,
-        "eps": _EPS,
-        "initial_scale": _NONNEG._replace(draw=(0.0, 1.0), source="validator"),
-        "eps_in_sqrt": _BOOL,
-        "bias_correction": _BOOL,
-    },
-    "scale_by_adam": _adam_like(lr=False),
-    "scale_by_belief": {k: v for k, v in _adam_like(lr=False).items() if k != "nesterov"},
-    "scale_by_adadelta": {"rho": _DECAY, "eps": _EPS},
-    "scale_by_rprop": _rprop(lr=True),
-    "scale_by_adahessian": {
-        "b1": _DECAY,
-        "b2": _DECAY,
-        "eps": _EPS,
-        "hessian_power": _HESSIAN_POWER,
-    },
-    "scale_by_newton": {"damping": _NONNEG._replace(draw=(0.0, 1.0), source="validator")},
-    "add_decayed_weights": {"weight_decay": _NONNEG},
-    "add_l1_decay": {"l1": _NONNEG},
-    "add_noise": {
-        "eta": _NONNEG._replace(draw=(0.0, 1.0), source="validator"),
-        "gamma": _NONNEG._replace(draw=(0.0, 1.0), source="validator"),
-        "key": Hyper("int", (0, 2**31 - 1, True, True), (0, 2**31 - 1), source="a seed (not validated)"),
-    },
-    "apply_if_finite": {
-        "max_consecutive_errors": Hyper("int", (0, _INF, True, True), (0, 5), source="validator"),
-    },
-    "MultiSteps": {"every_k_schedule": Hyper("int", (1, _INF, True, True), (1, 4), source="validator")},
-    "lookahead": {
-        "sync_period": Hyper("int", (1, _INF, True, True), (1, 10), source="validator"),
-        "slow_step_size": Hyper("float", (0.0, 1.0, True, True), (0.0, 1.0), source="validator"),
-        "reset_state": _BOOL,
-    },
-    "reduce_on_plateau": {
-        "factor": Hyper("float", (0.0, 1.0, False, True), (0.01, 1.0), source="validator"),
-        "patience": Hyper("int", (1, _INF, True, True), (1, 20)),
-        "rtol": _NONNEG._replace(draw=(0.0, 1e-2), source="validator"),
-        "atol": _NONNEG._replace(draw=(0.0, 1e-2), source="validator"),
-        "cooldown": Hyper("int", (0, _INF, True, True), (0, 5), source="validator"),
-        "accumulation_size": Hyper("int", (1, _INF, True, True), (1, 5), source="validator"),
-        "min_scale": _NONNEG._replace(draw=(0.0, 1e-2), source="validator"),
-        "mode": Hyper("choice", (), ("min", "max")),
-    },
-    "early_stopping": {
-        "patience": Hyper("int", (1, _INF, True, True), (1, 20)),
-        "min_delta": _NONNEG._replace(draw=(0.0, 1e-2), source="validator"),
-        "mode": Hyper("choice", (), ("min", "max")),
-    },
-}
-
-
-def _f32_inward(lo: float, hi: float) -> tuple[float, float]:
-    """The float32 numbers nearest to [lo, hi] from inside (hypothesis' width=32 needs them)."""
-    lo32, hi32 = np.float32(lo), np.float32(hi)
-    if float(lo32) < lo:
-        lo32 = np.nextafter(lo32, np.float32(np.inf))
-    if float(hi32) > hi:
-        hi32 = np.nextafter(hi32, np.float32(-np.inf))
-    return float(lo32), float(hi32)
-
-
-def _nesterov_needs_momentum(kw: dict) -> dict:
-    return kw | {"nesterov": bool(kw["nesterov"]) and kw["momentum"] is not None}
-
-
-def _max_step_at_least_min(kw: dict) -> dict:
-    return kw | {"max_step_size": max(kw["max_step_size"], kw["min_step_size"])}
-
-
-# Constraints between arguments of one row, applied to every draw of `hyperparameters`.
-CONSTRAINTS: dict[str, Callable[[dict], dict]] = {
-    "sgd": _nesterov_needs_momentum,
-    "rmsprop": _nesterov_needs_momentum,
-    "rprop": _max_step_at_least_min,
-    "scale_by_rprop": _max_step_at_least_min,
-}
-
-
-def _number(h: Hyper, edge_cases: bool) -> st.SearchStrategy:
-    lo, hi, lo_in, hi_in = h.valid
-    dlo, dhi = h.draw
-    if edge_cases:
-        # The whole valid range, boundaries included where valid; unbounded sides capped.
-        lo_, hi_ = (lo if math.isfinite(lo) else dlo), (hi if math.isfinite(hi) else dhi)
-        excl_lo = math.isfinite(lo) and not lo_in
-        excl_hi = math.isfinite(hi) and not hi_in
-    else:
-        lo_, hi_, excl_lo, excl_hi = dlo, dhi, False, False
-    if h.kind == "int":
-        return st.integers(int(lo_) + excl_lo, int(hi_) - excl_hi)
-    # float32-representable draws, so that a decay rate below 1 stays below 1 in float32.
-    flo, fhi = _f32_inward(lo_, hi_)
-    draws = st.floats(
-        flo, fhi, width=32, allow_subnormal=False, exclude_min=excl_lo and flo == lo_,
-        exclude_max=excl_hi and fhi == hi_,
-    ).map(float)
-    if edge_cases:
-        bounds = [b for b, ok in ((lo_, not excl_lo), (hi_, not excl_hi)) if ok]
-        if bounds:
-            draws = st.one_of(st.sampled_from(bounds), draws)
-    return draws
-
-
-def _hyper(h: Hyper, edge_cases: bool) -> st.SearchStrategy:
-    if h.kind == "bool":
-        s: st.SearchStrategy = st.booleans()
-    elif h.kind == "choice":
-        s = st.sampled_from(h.draw)
-    else:
-        s = _number(h, edge_cases)
-    return st.one_of(st.none(), s) if h.optional else s
-
-
-def _row(name: str) -> dict[str, Hyper]:
-    try:
-        return HYPERPARAMETERS[name]
-    except KeyError:
-        raise KeyError(
-            f"no hyperparameter table for {name!r}; known: {', '.join(sorted(HYPERPARAMETERS))}"
-        ) from None
-
-
-def hyperparameters(
-    name: str, *, edge_cases: bool = False, fixed: Optional[Mapping[str, Any]] = None
-) -> st.SearchStrategy[dict[str, Any]]:
-    """Keyword arguments for the built-in transformation `name`, all valid.
-
-    Draws every argument listed in ``HYPERPARAMETERS[name]`` from its ``draw``
-    range (with `edge_cases`, from the whole valid range, boundaries included).
-    `fixed` pins some arguments. ``CONSTRAINTS`` ties arguments together
-    (``nesterov=True`` only with a momentum; ``max_step_size >= min_step_size``).
-
-    Examples:
-        >>> from hypothesis import given, settings
-        >>> @settings(max_examples=5)
-        ... @given(hyperparameters('adam'))
-        ... def check(kwargs):
-        ...     assert sorted(kwargs) == ['b1', 'b2', 'eps', 'eps_root', 'learning_rate', 'nesterov']
-        ...     assert 0 <= kwargs['b1'] < 1 and kwargs['eps'] >= 0
-        >>> check()
-    """
-    row = _row(name)
-    fixed = dict(fixed or {})
-    strategies = {k: st.just(v) for k, v in fixed.items()}
-    for arg, h in row.items():
-        if arg not in strategies:
-            strategies[arg] = _hyper(h, edge_cases)
-    drawn = st.fixed_dictionaries(strategies)
-    if name in CONSTRAINTS:
-        drawn = drawn.map(CONSTRAINTS[name])
-    return drawn
-
-
-def invalid_hyperparameters(
-    name: str, *, only: Optional[Sequence[str]] = None
-) -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
-    """``(argument, kwargs)`` where `argument` is outside its valid range and the rest valid.
-
-    For testing that the validators raise ``ValueError`` naming the argument.
-    Only numeric arguments with a finite bound are broken, and only those whose
-    ``source`` does not say "not validated" (and, given `only`, named in it);
-    ``None`` is never drawn.
-
-    Examples:
-        >>> from hypothesis import given, settings
-        >>> @settings(max_examples=5)
-        ... @given(invalid_hyperparameters('adam', only=['b2']))
-        ... def check(arg_and_kwargs):
-        ...     arg, kwargs = arg_and_kwargs
-        ...     assert arg == 'b2' and not 0 <= kwargs['b2'] < 1
-        >>> check()
-    """
-    row = _row(name)
-    breakable = []
-    for arg, h in row.items():
-        if h.kind not in ("float", "int") or "not validated" in h.source:
-            continue
-        if only is not None and arg not in only:
-            continue
-        lo, hi, lo_in, hi_in = h.valid
-        outside = []
-        if math.isfinite(lo):
-            below = st.floats(lo - 10.0, lo, exclude_max=lo_in, width=32, allow_subnormal=False)
-            if h.kind == "int":
-                below = st.integers(int(lo) - 10, int(lo) - (1 if lo_in else 0))
-            outside.append(below)
-        if math.isfinite(hi):
-            above = st.floats(hi, hi + 10.0, exclude_min=hi_in, width=32, allow_subnormal=False)
-            if h.kind == "int":
-                above = st.integers(int(hi) + (1 if hi_in else 0), int(hi) + 10)
-            outside.append(above)
-        if outside:
-            breakable.append((arg, st.one_of(outside)))
-    if not breakable:
-        raise ValueError(f"{name!r} has no validated argument with a finite bound to break")
-
-    def build(choice):
-        arg, bad = choice
-        valid = {k: _hyper(h._replace(optional=False), False) for k, h in row.items() if k != arg}
-        return st.tuples(st.just(arg), st.fixed_dictionaries(valid | {arg: bad}))
-
-    return st.sampled_from(breakable).flatmap(build)

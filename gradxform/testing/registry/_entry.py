@@ -1,0 +1,117 @@
+"""`Entry`: one registered configuration of a transformation, and `case` to write one."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Optional, Union
+
+from gradxform import _hyper
+
+
+class _ByName:
+    def __repr__(self) -> str:
+        return "BY_NAME"
+
+
+BY_NAME = _ByName()  # the NumPy reference / optax function with the factory's own name
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A transformation as the registry-driven tests see it.
+
+    Attributes:
+        name: the test id (the factory's name, or the factory's name and a variant).
+        factory: the public factory; its declared hyperparameters give the invalid cases.
+        kwargs: the arguments it is built with.
+        reference: ``() -> `` the NumPy reference object, or None (random or
+            line-search rules, checked by their own tests).
+        extra_args_fn: ``(step, params, grads) -> dict`` of extra keyword arguments
+            for update (``hessian_diag=``, ``value=``, ...).
+        optax_name, optax_kwargs: the optax function with the same signature and
+            numerics (by default the same name and arguments), or None.
+        needs_params: the update reads the params.
+        random: the output is random (compare distributions, not values).
+        slow: compiles for long; the generic-law run skips it unless --runslow.
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    kwargs: dict
+    reference: Optional[Callable[[], Any]] = None
+    extra_args_fn: Optional[Callable[[int, Any, Any], dict]] = None
+    optax_name: Optional[str] = None
+    optax_kwargs: Optional[dict] = None
+    needs_params: bool = False
+    random: bool = False
+    slow: bool = False
+
+    def build(self, **overrides: Any) -> Any:
+        return self.factory(**{**self.kwargs, **overrides})
+
+    def invalid_cases(self) -> list[tuple[dict, str]]:
+        """``(override, argument)`` pairs that must raise ``ValueError`` naming the argument.
+
+        Derived from the factory's declaration (`gradxform._hyper.declare`): a value
+        just outside each finite bound of each validated argument, and NaN.
+        """
+        return _hyper.invalid_cases(self.factory)
+
+    def __repr__(self) -> str:  # shown in pytest ids
+        return self.name
+
+
+def _reference_by_name(factory_name: str, kwargs: dict) -> Callable[[], Any]:
+    def make():
+        from gradxform.testing import reference  # noqa: PLC0415 - NumPy references load on demand
+
+        return getattr(reference, factory_name)(**kwargs)
+
+    return make
+
+
+def _reference_from(fn: Callable[[Any], Any]) -> Callable[[], Any]:
+    def make():
+        from gradxform.testing import reference  # noqa: PLC0415
+
+        return fn(reference)
+
+    return make
+
+
+def case(
+    factory: Callable[..., Any],
+    kwargs: Optional[dict] = None,
+    variant: str = "",
+    *,
+    reference: Union[_ByName, None, Callable[[Any], Any]] = BY_NAME,
+    optax: Union[bool, str] = True,
+    optax_kwargs: Optional[dict] = None,
+    name: Optional[str] = None,
+    **fields: Any,
+) -> Entry:
+    """An `Entry` for ``factory(**kwargs)``, named ``factory.__name__`` (+ ``_variant``).
+
+    `reference` is found by the factory's name in `gradxform.testing.reference` and
+    called with the same `kwargs` (`BY_NAME`), or given as ``lambda ref: ...`` over
+    that module, or None. `optax`: True for optax's function of the same name, a
+    name, or False. `name` overrides the entry's name. `fields`: the other `Entry` fields.
+    """
+    kwargs = dict(kwargs or {})
+    base = getattr(factory, "__name__", type(factory).__name__)
+    if reference is BY_NAME:
+        ref = _reference_by_name(base, kwargs)
+    elif reference is None:
+        ref = None
+    else:
+        ref = _reference_from(reference)
+    optax_name = base if optax is True else (optax or None)
+    return Entry(
+        name=name or (f"{base}_{variant}" if variant else base),
+        factory=factory,
+        kwargs=kwargs,
+        reference=ref,
+        optax_name=optax_name,
+        optax_kwargs=optax_kwargs,
+        **fields,
+    )
