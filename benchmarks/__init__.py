@@ -1,4 +1,4 @@
-"""Benchmarks of gradxform against optax and the memory-bandwidth roofline (issue 6).
+"""Benchmarks of gradxform against optax and the memory-bandwidth roofline.
 
 Run ``python -m benchmarks.run`` (or ``python benchmarks/run.py``); see
 ``benchmarks/README.md`` for what is measured and how to read the table.

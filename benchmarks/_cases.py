@@ -200,7 +200,7 @@ def _spec_leaves(spec: Spec) -> List[Tuple[Tuple[int, ...], str]]:
 
 LARGE = ("leaf32m", "resnet50")
 
-# (trees, optimizers, metric, comparison, bound, what issue 6 asks)
+# The performance targets: (trees, optimizers, metric, comparison, bound, what the target asks)
 TARGETS = [
     (LARGE, ("adam", "sgdm"), "step_ratio", "<=", 1.0, "step time <= 1.0x optax's"),
     (LARGE, ("adam",), "roofline_gx", ">=", 0.75, "float32 Adam >= 75% of the roofline"),
@@ -220,7 +220,7 @@ TARGETS = [
 
 
 def check_targets(results: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Each target of issue 6 that applies to a measured case: value, bound, met.
+    """Each performance target that applies to a measured case: value, bound, met.
 
     ``met`` is None where the figure was not measured (no optax) and for quick
     runs, whose tiny trees say nothing about the targets.

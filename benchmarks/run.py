@@ -6,7 +6,7 @@
     python -m benchmarks.run --no-optax            # roofline, memory and compile figures only
 
 Each case (a tree and an optimizer) runs in its own process (`benchmarks._worker`);
-this process only starts them, prints a Markdown table, the issue-6 targets met
+this process only starts them, prints a Markdown table, the performance targets met
 or missed, and writes all figures as JSON. Read benchmarks/README.md for what
 every column means.
 """
@@ -143,7 +143,7 @@ def table(results: List[Dict[str, Any]]) -> str:
 
 def targets_text(targets: List[Dict[str, Any]]) -> str:
     if not targets:
-        return "(no issue-6 target applies to the cases run)"
+        return "(no performance target applies to the cases run)"
     lines = ["(~: the bound lies inside the ratio's interquartile range, so this run cannot tell)"]
     for t in targets:
         mark = {True: "met   ", False: "MISSED", None: "n/a   "}[t["met"]]
@@ -166,7 +166,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             doc = json.load(f)
         print(table(doc["cases"]))
         print()
-        print("Targets of issue 6 (ratios measured in that run):")
+        print("Performance targets (ratios measured in that run):")
         print(targets_text(_cases.check_targets([r for r in doc["cases"] if "error" not in r])))
         return 0
     cases = _cases.select_cases(ns.cases)
@@ -216,7 +216,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             f.write(tab + "\n")
     print(tab)
     print()
-    print("Targets of issue 6 (ratios measured in this run):")
+    print("Performance targets (ratios measured in this run):")
     print(targets_text(targets))
     print(f"\nJSON: {json_path}  ({doc['meta']['wall_s']:.0f} s)")
     return 1 if len(ok) < len(results) else 0

@@ -1,15 +1,16 @@
-"""The lecture's initialization experiment: a signal through 100 layers of 512 x 512 weights.
+"""The initialization experiment: a signal through 100 layers of 512 x 512 weights.
 
-    python examples/init_signal.py      # a table of the std per layer next to the lecture's, and a PNG
+    python examples/init_signal.py      # a table of the std per layer next to a reference run's, and a PNG
 
 For each initializer, ``a <- act(a @ W_l)`` for l = 1..100 with a fresh
-``W_l`` of shape (512, 512) per layer, exactly as in the lecture's PyTorch
-snippets: a (512, 512) input for the first two rows, a (512,) input for the
-others, float32 throughout (so N(0, 1) overflows to inf/nan, as the lecture's
-did). Every weight comes from a `gx.nn` initializer. The table prints the
-standard deviation of ``a`` after a few layers with, in brackets, the value the
-lecture printed (different random numbers, so expect the same size, not the
-same digits).
+``W_l`` of shape (512, 512) per layer: the growth or decay of the activations'
+variance with depth that Glorot & Bengio (2010) and He et al. (2015) analyse
+(Goodfellow et al., 2016, Section 8.4). A (512, 512) input for the first two
+rows, a (512,) input for the others, float32 throughout (so N(0, 1) overflows
+to inf/nan). Every weight comes from a `gx.nn` initializer. The table prints
+the standard deviation of ``a`` after a few layers with, in brackets, the value
+a reference PyTorch run of the same experiment printed (different random
+numbers, so expect the same size, not the same digits).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import gradxform as gx  # noqa: E402
 
 identity = lambda x: x  # noqa: E731
 
-# label: (initializer, activation, input is a matrix like the lecture's first two snippets)
+# label: (initializer, activation, input is a (512, 512) matrix rather than a (512,) vector)
 EXPERIMENTS = {
     "N(0,1)": (gx.nn.normal(1.0), identity, True),
     "0.01 * N(0,1)": (gx.nn.normal(0.01), identity, True),
@@ -42,8 +43,9 @@ EXPERIMENTS = {
     "Kaiming normal + ReLU": (gx.nn.kaiming_normal(), jax.nn.relu, False),
 }
 
-# The standard deviations the lecture (seed deck 003) printed after layers 1, 5, 10 and 19.
-LECTURE_STD = {
+# The standard deviations a reference PyTorch run of the same experiment (float32, the
+# same inputs and initializers) printed after layers 1, 5, 10 and 19.
+REFERENCE_STD = {
     "N(0,1)": {1: 22.652037, 5: 5980599.0, 10: 3.6095647547392e13, 19: 5.5994814934584238e25},
     "0.01 * N(0,1)": {1: 0.226504, 5: 0.000589, 10: 0.0, 19: 0.0},
     "U(-1,1)": {1: 11.693220, 5: 334509.031250, 10: 126828232704.0, 19: 1.692300462003431931904e21},
@@ -67,7 +69,7 @@ def _mean_std(a):
 def signal_stats(key, init, act, matrix_input: bool, depth: int, width: int):
     """``(means, stds)``, each of shape ``(depth,)``: the statistics of ``a`` after each layer.
 
-    A plain Python loop, like the lecture's: each operation is compiled once and
+    A plain Python loop: each operation is compiled once and
     reused, which is quicker here than compiling a ``lax.scan`` per initializer.
     """
     in_key, layers_key = jax.random.split(key)
@@ -105,16 +107,16 @@ def main(argv=None) -> int:
 
     shown = [layer for layer in (1, 2, 5, 10, 19, 50, 100) if layer <= depth]
     print(f"std of the signal after layer l ({depth} layers of {width} x {width}); "
-          "in brackets what the lecture printed\n")
+          "in brackets what a reference PyTorch run printed\n")
     print("| initializer | " + " | ".join(f"l={layer}" for layer in shown) + " | first inf/nan |")
     print("|---|" + "---|" * (len(shown) + 1))
     for label, s in stds.items():
         cells = []
         for layer in shown:
             cell = _fmt(float(s[layer - 1]))
-            if layer in LECTURE_STD[label] and width == 512:
-                lecture = LECTURE_STD[label][layer]
-                cell += f" ({_fmt(lecture) if lecture else '0.000000'})"
+            if layer in REFERENCE_STD[label] and width == 512:
+                reference = REFERENCE_STD[label][layer]
+                cell += f" ({_fmt(reference) if reference else '0.000000'})"
             cells.append(cell)
         bad = np.nonzero(~np.isfinite(s))[0]
         cells.append(f"layer {bad[0] + 1}" if bad.size else "none")

@@ -1,4 +1,4 @@
-"""The lectures' optimizer race: paths on Beale's function, a saddle point and a long narrow valley.
+"""An optimizer race: paths on Beale's function, a saddle point and a long narrow valley.
 
     python examples/optimizer_paths.py            # PNGs under out/ and a table of steps
     python examples/optimizer_paths.py --steps 500
@@ -22,7 +22,6 @@ distance shows it.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from typing import Callable, NamedTuple
@@ -75,25 +74,9 @@ SURFACES = {
 }
 
 
-def _newton_transform():
-    """``chain(gx.scale_by_newton(), scale_by_learning_rate(1))`` if this gradxform has it, else a local exact step."""
-    newton = getattr(gx, "scale_by_newton", None)
-    if newton is None:
-        try:
-            newton = getattr(importlib.import_module("gradxform.second_order"), "scale_by_newton", None)
-        except ImportError:
-            newton = None
-    if newton is not None:
-        return "Newton", lambda lr: gx.chain(newton(), gx.scale_by_learning_rate(lr))
-    print("gx.scale_by_newton is not available: Newton's paths use a local exact step "
-          "(H^-1 g by jnp.linalg.solve, no damping).")
-
-    def exact(lr):
-        def update(updates, state, params=None, *, hessian=None, **extra):
-            return -lr * jnp.linalg.solve(hessian, updates), state
-        return gx.GradientTransformation(lambda params: gx.EmptyState(), update)
-
-    return "Newton (exact solve, local)", exact
+def newton(lr):
+    """Newton's step ``-lr (H + tau I)^{-1} g`` (``tau`` > 0 only where H is not positive definite)."""
+    return gx.chain(gx.scale_by_newton(), gx.scale_by_learning_rate(lr))
 
 
 # name: (factory(learning rate), {surface: learning rate})
@@ -168,7 +151,7 @@ def main(argv=None) -> int:
     steps = min(args.steps, 50) if args.smoke else args.steps
     surfaces = list(SURFACES) if args.surface == "all" else [args.surface]
 
-    newton_label, newton = _newton_transform()
+    newton_label = "Newton"
     optimizers = dict(OPTIMIZERS)
     optimizers[newton_label] = (newton, {name: 1.0 for name in SURFACES})
     cmap = plt.get_cmap("tab10")

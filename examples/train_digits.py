@@ -15,7 +15,6 @@ split. The learning curves are saved as a PNG under ``--out``.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import shutil
 import sys
@@ -39,26 +38,6 @@ BATCH_SIZE = 64
 WEIGHT_DECAY = 1e-2  # decoupled (multiplied by the learning rate), weights only
 
 
-def _second_order():
-    """gradxform's second-order module (``gx.adahessian`` & co.), or None where this build lacks it."""
-    if hasattr(gx, "adahessian") and hasattr(gx, "second_order"):
-        return gx.second_order
-    try:
-        module = importlib.import_module("gradxform.second_order")
-    except ImportError:
-        return None
-    return module if hasattr(module, "adahessian") and hasattr(module, "hutchinson_diagonal") else None
-
-
-def _adahessian(lr):
-    so = _second_order()
-    if so is None:
-        raise SystemExit("train_digits.py: --optimizer adahessian needs gx.adahessian and "
-                         "gx.second_order.hutchinson_diagonal, which this gradxform lacks; "
-                         "pick another --optimizer.")
-    return so.adahessian(lr)
-
-
 # name: (peak learning rate, factory(learning rate or schedule), description). The learning rate
 # follows the same warm-up cosine schedule for every optimizer but rprop (whose learning_rate is
 # only the initial step size, a float).
@@ -77,7 +56,7 @@ OPTIMIZERS = {
     "adadelta": (1.0, lambda lr: gx.adadelta(lr), "AdaDelta (Zeiler's rule, learning rate 1 at the peak)"),
     "rprop": (1e-3, lambda lr: gx.rprop(lr, max_step_size=0.1),
               "iRprop-, full batch (one step per epoch; lr is the initial step size)"),
-    "adahessian": (0.15, _adahessian, "AdaHessian (Hutchinson diagonal, one probe per step)"),
+    "adahessian": (0.15, lambda lr: gx.adahessian(lr), "AdaHessian (Hutchinson diagonal, one probe per step)"),
 }
 
 
@@ -109,8 +88,7 @@ def make_epoch(tx, x_train, y_train, batch_size, dropout_rate, needs_hessian_dia
         (loss, (new_bn, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         extra = {}
         if needs_hessian_diag:  # AdaHessian: Hutchinson's estimate of diag(H), one Rademacher probe
-            so = _second_order()
-            extra["hessian_diag"] = so.hutchinson_diagonal(lambda p: loss_fn(p)[0], params, probe_key)
+            extra["hessian_diag"] = gx.second_order.hutchinson_diagonal(lambda p: loss_fn(p)[0], params, probe_key)
         updates, opt_state = tx.update(grads, opt_state, params, **extra)
         params = gx.apply_updates(params, updates)
         del loss  # the smoothed objective; report the plain cross-entropy, comparable with validation
@@ -256,9 +234,6 @@ def _positive_float(text: str) -> float:
 def main(argv=None) -> int:
     args = parse_args(argv)
     names = list(OPTIMIZERS) if args.optimizer == "all" else [args.optimizer]
-    if args.optimizer == "all" and _second_order() is None:
-        print("adahessian skipped: this gradxform has no gx.adahessian / gx.second_order yet.")
-        names.remove("adahessian")
     progress = not args.smoke and sys.stderr.isatty()
     sizes = {k: len(v[1]) for k, v in _digits.load_splits().items()}
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; digits: {sizes['train']} train / "

@@ -22,11 +22,12 @@ def _accepts_extra_args(update_fn: Callable) -> bool:
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
 
 
-def _call_update(tx: Any, updates, state, params, extra_args):
+def call_update(tx: Any, updates, state, params, extra_args):
     """Calls `tx.update`, passing extra keyword arguments only if it takes them.
 
     Lets transformations from other libraries (optax's plain ones take no
-    ``**extra_args``) sit inside a gradxform chain.
+    ``**extra_args``) sit inside a gradxform chain. Every combinator and wrapper
+    calls its inner transformations through this one function.
     """
     update = tx.update
     if extra_args:
@@ -39,7 +40,8 @@ def _call_update(tx: Any, updates, state, params, extra_args):
     return update(updates, state, params)
 
 
-def _check_transform(tx: Any, where: str) -> None:
+def check_transform(tx: Any, where: str) -> None:
+    """Raises ``TypeError`` unless `tx` has callable ``init`` and ``update`` (`where` names the argument)."""
     if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
         raise TypeError(
             f"{where} must be a gradient transformation (an object with .init and .update), "
@@ -61,7 +63,7 @@ def chain(*transforms: Any) -> GradientTransformation:
         [-0.5, 0.10000000149011612]
     """
     for i, tx in enumerate(transforms):
-        _check_transform(tx, f"chain: argument {i}")
+        check_transform(tx, f"chain: argument {i}")
 
     def init_fn(params):
         return tuple(tx.init(params) for tx in transforms)
@@ -75,7 +77,7 @@ def chain(*transforms: Any) -> GradientTransformation:
             )
         new_state = []
         for tx, s in zip(transforms, state):
-            updates, s = _call_update(tx, updates, s, params, extra_args)
+            updates, s = call_update(tx, updates, s, params, extra_args)
             new_state.append(s)
         return updates, tuple(new_state)
 
@@ -88,7 +90,7 @@ def named_chain(*transforms: tuple[str, Any]) -> GradientTransformation:
     if len(set(names)) != len(names):
         raise ValueError(f"named_chain: names must be unique, got {names!r}.")
     for name, tx in transforms:
-        _check_transform(tx, f"named_chain: transformation {name!r}")
+        check_transform(tx, f"named_chain: transformation {name!r}")
 
     def init_fn(params):
         return {name: tx.init(params) for name, tx in transforms}
@@ -101,7 +103,7 @@ def named_chain(*transforms: tuple[str, Any]) -> GradientTransformation:
             )
         new_state = {}
         for name, tx in transforms:
-            updates, new_state[name] = _call_update(tx, updates, state[name], params, extra_args)
+            updates, new_state[name] = call_update(tx, updates, state[name], params, extra_args)
         return updates, new_state
 
     return GradientTransformation(init_fn, update_fn)
@@ -184,7 +186,7 @@ def masked(inner: Any, mask: Any) -> GradientTransformation:
             function ``params -> such a tree``. The inner state holds only the
             selected leaves.
     """
-    _check_transform(inner, "masked: inner")
+    check_transform(inner, "masked: inner")
 
     def init_fn(params):
         mask_tree = _mask_tree(mask, params)
@@ -195,7 +197,7 @@ def masked(inner: Any, mask: Any) -> GradientTransformation:
         mask_tree = _mask_tree(mask, updates if params is None else params)
         sel_updates = _select(updates, mask_tree, True)
         sel_params = None if params is None else _select(params, mask_tree, True)
-        new_sel, inner_state = _call_update(inner, sel_updates, state.inner_state, sel_params, extra_args)
+        new_sel, inner_state = call_update(inner, sel_updates, state.inner_state, sel_params, extra_args)
         return _merge(new_sel, updates, mask_tree), MaskedState(inner_state=inner_state)
 
     return GradientTransformation(init_fn, update_fn)
@@ -219,7 +221,7 @@ def multi_transform(
         ValueError: a leaf's label has no transformation (naming its key path and label).
     """
     for label, tx in transforms.items():
-        _check_transform(tx, f"multi_transform: transformation for label {label!r}")
+        check_transform(tx, f"multi_transform: transformation for label {label!r}")
 
     def labels_of(tree):
         labels = param_labels(tree) if callable(param_labels) else param_labels

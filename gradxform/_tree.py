@@ -146,10 +146,13 @@ class Decay(NamedTuple):
 
 
 def decay(beta: Any, dtype: Any) -> Decay:
-    """`beta` and ``1 - beta`` in `dtype`; for a Python number the complement is formed before rounding."""
+    """`beta` and ``1 - beta`` in `dtype` (the one place a decay's complement is formed).
+
+    Both are float32 arithmetic on the rounded rate, whether `beta` is a Python
+    number or an array, so that `inject_hyperparams` (which holds rates as arrays)
+    gives bit-identical updates.
+    """
     rate = hp(beta, dtype)
-    if isinstance(beta, (int, float)) and not isinstance(beta, bool):
-        return Decay(rate, hp(1.0 - float(beta), dtype))
     return Decay(rate, 1 - rate)
 
 

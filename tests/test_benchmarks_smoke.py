@@ -59,7 +59,7 @@ def _check_common(doc, stdout, case):
     for col in COLUMNS:
         assert col in header, col
     assert f"| {case} |" in stdout
-    assert "Targets of issue 6" in stdout
+    assert "Performance targets" in stdout
     return res
 
 

@@ -1,6 +1,7 @@
-"""Seed deck 001 on the quadratic E = 1/2 w^T A w + w^T b: Newton, per-coordinate rates, the 2/max a_ii threshold.
+"""The quadratic E = 1/2 w^T A w + w^T b: Newton, per-coordinate rates, the 2/max a_ii threshold.
 
-The deck's claims, checked as stated: for a diagonal positive A the minimum is
+The claims of LeCun, Bottou, Orr & Müller, "Efficient BackProp" (1998), Section 5.1,
+and Goodfellow et al. (2016), Section 8.6.1, checked as stated: for a diagonal positive A the minimum is
 w* = -A^{-1} b; Newton's step reaches it at once; gradient descent with the
 per-coordinate optimal rates eta_i = 1/a_ii does too; a single rate converges
 iff eta < 2 min_i eta_i,opt = 2 / max_i a_ii.

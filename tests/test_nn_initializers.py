@@ -1,5 +1,6 @@
 """Initializers: variances against their formulas, fans, truncation, dtypes, errors,
-and the lecture's 100-layer initialization experiment (deck 003)."""
+and the 100-layer signal experiment (a signal through 100 layers of 512 x 512 weights,
+the analysis of Glorot & Bengio 2010 and He et al. 2015)."""
 
 import functools
 import math
@@ -80,7 +81,7 @@ NAMED = {
 
 @pytest.mark.parametrize("name", sorted(NAMED))
 @pytest.mark.parametrize("shape,kwargs,fan_in,fan_out", [SHAPES[0], SHAPES[2]], ids=["dense", "hwoi"])
-def test_named_initializer_matches_lecture_formula(name, shape, kwargs, fan_in, fan_out):
+def test_named_initializer_matches_paper_formula(name, shape, kwargs, fan_in, fan_out):
     factory, var_fn, limit_fn = NAMED[name]
     w = factory(**kwargs)(KEY, shape)
     _, var, _ = _stats(w)
@@ -90,7 +91,7 @@ def test_named_initializer_matches_lecture_formula(name, shape, kwargs, fan_in, 
         limit = limit_fn(fan_in, fan_out)
         assert 0.99 * limit < wmax <= limit * (1 + 1e-6)
     else:
-        # The lecture's plain normal: 300k draws reach beyond 4 sigma (a 2-sigma truncation never does),
+        # The papers' plain normal: 300k draws reach beyond 4 sigma (a 2-sigma truncation never does),
         # and the kurtosis is a normal's 3.
         std = math.sqrt(var_fn(fan_in, fan_out))
         assert wmax > 4 * std
@@ -220,8 +221,8 @@ def test_invalid_hyperparameters_raise():
 
 
 # ---------------------------------------------------------------------------
-# The lecture's initialization experiment (deck 003, "Parameter Initialization
-# Strategies" to "Kaiming Initialization"): a = randn(512); 100 times
+# The 100-layer signal experiment (the variance analysis of Glorot & Bengio 2010 and
+# He et al. 2015; Goodfellow et al. 2016, Section 8.4): a = randn(512); 100 times
 # a = act(a @ W) with a fresh 512 x 512 W; print a.mean(), a.std().
 # ---------------------------------------------------------------------------
 
@@ -232,7 +233,7 @@ LAYERS, WIDTH = 100, 512
 def _experiment(name):
     """(mean, std) of the activations after each of the 100 layers, as float64 NumPy arrays.
 
-    Run eagerly, as the lecture's loop: every setup shares the compiled 512 x 512 draws.
+    Run eagerly, as a plain Python loop: every setup shares the compiled 512 x 512 draws.
     The statistics are taken in float64 of the float32 activations, so the standard
     deviation is finite as long as the activations are (float32 squares would overflow
     at std ~ 1e19, long before the activations themselves do).
@@ -269,7 +270,7 @@ def _rate(stds, first, last):
     return (stds[last - 1] / stds[first - 1]) ** (1.0 / (last - first))
 
 
-# Bands: the seed's tables, and the theory behind them. Per layer, ||a W|| / ||a|| is a
+# Bands: a reference PyTorch run of the same experiment (float32, one seed), and the theory behind them. Per layer, ||a W|| / ||a|| is a
 # random factor, so log std is a random walk: for Xavier (linear) each layer adds variance
 # ~1/(2 * 512) to log std, for Kaiming + ReLU ~1.25/512. After 100 layers that is a spread of
 # ~0.3 and ~0.5 in log std; the 100-layer bands below are about 4 of those wide, the
@@ -277,17 +278,17 @@ def _rate(stds, first, last):
 
 
 def test_experiment_standard_normal_explodes():
-    # Seed table: std 22.65, 513, 11657, 2.6e5, ... (x sqrt(512) = 22.6 per layer); nan at layer 28.
+    # Reference run: std 22.65, 513, 11657, 2.6e5, ... (x sqrt(512) = 22.6 per layer); nan at layer 28.
     _, stds = _experiment("normal")
     assert 15 < stds[0] < 30
-    assert 1.25 < math.log10(stds[9]) / 10 < 1.45  # log10 sqrt(512) = 1.355; seed 3.6e13 at layer 10
+    assert 1.25 < math.log10(stds[9]) / 10 < 1.45  # log10 sqrt(512) = 1.355; reference 3.6e13 at layer 10
     first_bad = int(np.argmax(~np.isfinite(stds))) + 1
     assert not np.isfinite(stds[-1])
     assert 24 <= first_bad <= 33, first_bad  # float32 overflows at 22.6^k ~ 3.4e38, k ~ 28
 
 
 def test_experiment_scaled_normal_vanishes():
-    # Seed table: std 0.2265, 0.0513, 0.0115, 0.0026, 0.00059, ..., 0.000000 from layer 10 on.
+    # Reference run: std 0.2265, 0.0513, 0.0115, 0.0026, 0.00059, ..., 0.000000 from layer 10 on.
     _, stds = _experiment("normal_0.01")
     assert 0.18 < stds[0] < 0.28  # 0.01 * sqrt(512) = 0.226
     assert 3e-4 < stds[4] < 1.2e-3
@@ -296,7 +297,7 @@ def test_experiment_scaled_normal_vanishes():
 
 
 def test_experiment_uniform_explodes():
-    # Seed table: std 11.69, 147.6, 1967, 25307, ... (x sqrt(512 / 3) = 13.1 per layer).
+    # Reference run: std 11.69, 147.6, 1967, 25307, ... (x sqrt(512 / 3) = 13.1 per layer).
     _, stds = _experiment("uniform")
     assert 8 < stds[0] < 18
     assert 11 < _rate(stds, 1, 19) < 15.5
@@ -305,7 +306,7 @@ def test_experiment_uniform_explodes():
 
 @pytest.mark.parametrize("name", ["xavier_normal", "xavier_uniform"])
 def test_experiment_xavier_linear_keeps_std_near_one(name):
-    # Seed tables (first 19 layers): std 0.83-0.95 (normal) and 0.91-1.03 (uniform), |mean| <= 0.12.
+    # Reference runs (first 19 layers): std 0.83-0.95 (normal) and 0.91-1.03 (uniform), |mean| <= 0.12.
     means, stds = _experiment(name)
     assert np.all((stds[:19] > 0.6) & (stds[:19] < 1.6)), stds[:19]
     assert np.all((stds > 0.25) & (stds < 4.0)), stds
@@ -314,7 +315,7 @@ def test_experiment_xavier_linear_keeps_std_near_one(name):
 
 
 def test_experiment_xavier_relu_decays():
-    # Seed table: std 0.603, 0.445, 0.297, 0.204, ... 0.000838 at layer 20, 0.000000 by layer ~44:
+    # Reference run: std 0.603, 0.445, 0.297, 0.204, ... 0.000838 at layer 20, 0.000000 by layer ~44:
     # ReLU halves the second moment per layer, so std shrinks by ~1/sqrt(2) per layer.
     _, stds = _experiment("xavier_normal_relu")
     assert 0.45 < stds[0] < 0.75  # ReLU of N(0, 1): std sqrt(1/2 - 1/(2 pi)) = 0.584
@@ -325,7 +326,7 @@ def test_experiment_xavier_relu_decays():
 
 @pytest.mark.parametrize("name", ["kaiming_normal_relu", "kaiming_uniform_relu"])
 def test_experiment_kaiming_relu_steady(name):
-    # Seed tables: std 0.77-1.06, mean 0.50-0.72 (theory: a ReLU of N(0, 2) has std 0.826, mean 0.564).
+    # Reference runs: std 0.77-1.06, mean 0.50-0.72 (theory: a ReLU of N(0, 2) has std 0.826, mean 0.564).
     means, stds = _experiment(name)
     assert np.all((stds[:20] > 0.38) & (stds[:20] < 1.8)), stds[:20]
     assert np.all((stds > 0.1) & (stds < 6.0)), stds

@@ -77,7 +77,8 @@ def test_dropout_invalid_rate():
 # ----------------------------------------------------------------------------- label smoothing
 
 
-def test_smooth_labels_lecture_formula():
+def test_smooth_labels_textbook_formula():
+    """1 - eps for the true class, eps / (k - 1) elsewhere (Goodfellow et al., 2016, Section 7.5.1)."""
     k, eps = 5, 0.1
     one_hot = jax.nn.one_hot(jnp.array([0, 3, 4]), k)
     out = np.asarray(gx.nn.smooth_labels(one_hot, eps), np.float64)

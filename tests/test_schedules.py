@@ -1,4 +1,4 @@
-"""Tests of `gradxform.schedules`: parity with optax, the seed's formulas, dtypes, jit, validation.
+"""Tests of `gradxform.schedules`: parity with optax, the textbook formulas, dtypes, jit, validation.
 
 Every expected value comes from optax 0.2.8 (evaluated eagerly with Python ints,
 under standard dtype promotion since optax does not cast its step) or from a
@@ -251,7 +251,7 @@ def test_hyperparameters_may_be_traced_or_numpy_values():
         assert all(g.dtype == jnp.float32 for g in got)
 
 
-# --------------------------------------------------------------------- seed formulas
+# --------------------------------------------------------------------- textbook formulas
 
 
 @given(
@@ -261,8 +261,8 @@ def test_hyperparameters_may_be_traced_or_numpy_values():
     begin=st.integers(0, 1_000),
     k=st.integers(0, 20_000),
 )
-def test_linear_schedule_is_the_seed_formula(e0, e_tau, tau, begin, k):
-    """eps_k = (1 - a) eps_0 + a eps_tau, a = min(1, k / tau), counted from `begin`."""
+def test_linear_schedule_is_the_book_formula(e0, e_tau, tau, begin, k):
+    """eps_k = (1 - a) eps_0 + a eps_tau, a = min(1, k / tau), counted from `begin` (Goodfellow et al. 8.3.1)."""
     sched = gxs.linear_schedule(e0, e_tau, tau, transition_begin=begin)
     a = min(1.0, max(k - begin, 0) / tau)
     want = (1 - a) * np.float64(np.float32(e0)) + a * np.float64(np.float32(e_tau))
@@ -275,8 +275,8 @@ def test_linear_schedule_is_the_seed_formula(e0, e_tau, tau, begin, k):
 
 @pytest.mark.parametrize("power", [1, 2])
 @given(e0=f32s(1e-3, 10), k=st.integers(0, 10**6))
-def test_inverse_time_decay_power_1_and_2_are_the_seeds_linear_and_quadratic_decay(e0, k, power):
-    """Seed: linear decay eta_0 / (k + 1), quadratic decay eta_0 / (k + 1)^2."""
+def test_inverse_time_decay_power_1_and_2_are_the_linear_and_quadratic_inverse_decays(e0, k, power):
+    """eta_0 / (k + 1) (power 1) and eta_0 / (k + 1)^2 (power 2)."""
     sched = gxs.inverse_time_decay(e0, decay_rate=1.0, power=power)
     want = np.float64(np.float32(e0)) / (k + 1) ** power
     np.testing.assert_allclose(float(sched(k)), want, rtol=1e-6)
@@ -303,16 +303,16 @@ def test_inverse_time_decay_general_formula(e0, rate, power, k):
 
 
 @given(e0=f32s(1e-3, 10), rate=f32s(0.05, 0.999), k=st.integers(0, 100))
-def test_exponential_decay_is_the_seed_formula(e0, rate, k):
-    """Seed: eta_k = eta_0 exp(-beta k) is exponential_decay with decay_rate = exp(-beta), T = 1."""
+def test_exponential_decay_is_the_continuous_formula(e0, rate, k):
+    """eta_k = eta_0 exp(-beta k) is exponential_decay with decay_rate = exp(-beta), T = 1."""
     beta = -math.log(rate)  # `rate` is exactly a float32, so exp(-beta) is exactly it
     sched = gxs.exponential_decay(e0, transition_steps=1, decay_rate=math.exp(-beta))
     want = float(np.float32(e0)) * math.exp(-beta * k)
     np.testing.assert_allclose(float(sched(k)), want, rtol=1e-5, atol=1e-37)
 
 
-def test_seed_linear_decay_is_not_linear_schedule():
-    """The Note in linear_schedule: the lecture's "linear decay" is eta0/(k+1)."""
+def test_inverse_linear_decay_is_not_linear_schedule():
+    """The Note in linear_schedule: the decay sometimes called "linear decay" is eta0/(k+1)."""
     inverse = gxs.inverse_time_decay(1.0)
     linear = gxs.linear_schedule(1.0, 0.0, transition_steps=4)
     assert float(inverse(2)) == pytest.approx(1 / 3)

@@ -1,4 +1,4 @@
-"""Hessian-vector products, Hutchinson's estimator, AdaHessian, and the issue-5 registry entries."""
+"""Hessian-vector products, Hutchinson's estimator and AdaHessian."""
 
 import math
 
@@ -151,7 +151,7 @@ def test_adahessian_spatial_average_over_kernel_axes():
 
 
 def test_adahessian_with_exact_diagonal_is_newton_on_a_separable_quadratic():
-    """b1 = b2 = 0, k = 1, eps = 0, lr = 1: u = g / |diag H|, the seed's per-coordinate rate 1/a_ii."""
+    """b1 = b2 = 0, k = 1, eps = 0, lr = 1: u = g / |diag H|, the per-coordinate optimal rate 1/a_ii (LeCun et al., 1998)."""
     a, b = jnp.array([1.0, 10.0, 100.0]), jnp.array([1.0, -2.0, 3.0])
     f = lambda w: 0.5 * jnp.sum(a * w**2) + jnp.sum(b * w)  # noqa: E731
     opt = adahessian(1.0, b1=0.0, b2=0.0, eps=0.0)

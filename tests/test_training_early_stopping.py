@@ -15,7 +15,7 @@ import gradxform.training  # noqa: F401
 
 
 def algorithm_7_1(curve, patience, min_delta=0.0, n=1):
-    """Algorithm 7.1 as printed in the lecture, one record per pass of the while loop.
+    """Algorithm 7.1 as printed in Goodfellow et al. (2016), one record per pass of the while loop.
 
     theta is represented by its index: 0 is theta_o, t is the params after the t-th
     round of n training steps. The improvement test is `v' < v - min_delta`

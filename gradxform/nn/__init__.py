@@ -36,37 +36,33 @@ from gradxform.nn._regularizers import (
 )
 
 __all__ = [
-    # initializers
+    "batch_norm",
+    "batch_norm_init",
     "compute_fans",
     "constant",
+    "dropout",
+    "fgsm",
+    "gaussian_noise",
     "glorot_normal",
     "glorot_uniform",
     "he_normal",
     "he_uniform",
     "kaiming_normal",
     "kaiming_uniform",
+    "l1_penalty",
+    "l2_penalty",
     "lecun_normal",
     "lecun_uniform",
     "normal",
     "ones",
     "orthogonal",
+    "random_crop",
+    "random_flip",
+    "smooth_labels",
     "uniform",
     "variance_scaling",
+    "weight_noise",
     "xavier_normal",
     "xavier_uniform",
     "zeros",
-    # batch norm
-    "batch_norm",
-    "batch_norm_init",
-    # regularizers
-    "dropout",
-    "fgsm",
-    "l1_penalty",
-    "l2_penalty",
-    "smooth_labels",
-    "weight_noise",
-    # augmentation
-    "gaussian_noise",
-    "random_crop",
-    "random_flip",
 ]

@@ -1,5 +1,6 @@
-"""Keyed data augmentation for image batches (Lecture 3, "Data Augmentation"):
-random flips, random crops with padding, and additive Gaussian noise.
+"""Keyed data augmentation for image batches (dataset augmentation, Goodfellow,
+Bengio & Courville, "Deep Learning", 2016, Section 7.4): random flips, random
+crops with padding, and additive Gaussian noise.
 
 Images are batches laid out ``(N, H, W, C)`` (channels last); every image of
 the batch gets its own random draw. Pure functions of a key: they run under
@@ -13,7 +14,7 @@ from typing import Optional, Sequence, Union
 import jax
 import jax.numpy as jnp
 
-from gradxform import _checks
+from gradxform import _checks, _tree
 
 
 def _check_images(images: jax.Array, fn: str) -> jax.Array:
@@ -141,8 +142,9 @@ def random_crop(
 def gaussian_noise(key: jax.Array, x: jax.Array, stddev: float) -> jax.Array:
     r"""Adds :math:`\mathcal N(0, \mathrm{stddev}^2)` noise to every entry of `x`.
 
-    The lecture's "adding Gaussian noise" augmentation (and input-noise
-    regularization); works on any shape, not only image batches.
+    Noise added to the inputs, as augmentation and as a regularizer
+    (Goodfellow et al., 2016, Sections 7.4 and 7.5); works on any shape, not
+    only image batches.
 
     Args:
         key: a PRNG key.
@@ -167,6 +169,6 @@ def gaussian_noise(key: jax.Array, x: jax.Array, stddev: float) -> jax.Array:
             f"gaussian_noise: x must be floating point to take real-valued noise; got dtype {x.dtype}. "
             "Convert it first (e.g. x.astype(jnp.float32) / 255)."
         )
-    acc = x.dtype if jnp.finfo(x.dtype).bits > 32 else jnp.float32
+    acc = _tree.compute_dtype(x.dtype)  # noise drawn in at least float32
     noise = jax.random.normal(key, x.shape, acc) * jnp.asarray(stddev).astype(acc)
     return (x.astype(acc) + noise).astype(x.dtype)

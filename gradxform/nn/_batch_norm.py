@@ -6,9 +6,9 @@ Parameters and running statistics are plain dicts passed in and returned, so
 
 Reference:
     Ioffe & Szegedy (2015), "Batch Normalization: Accelerating Deep Network
-    Training by Reducing Internal Covariate Shift"; Lecture 3, "Batch
-    Normalization" (mini-batch mean, biased mini-batch variance, normalize,
-    scale and shift).
+    Training by Reducing Internal Covariate Shift", Algorithm 1 (mini-batch
+    mean, biased mini-batch variance, normalize, scale and shift); Goodfellow,
+    Bengio & Courville (2016), "Deep Learning", Section 8.7.1.
 """
 
 from __future__ import annotations
@@ -19,17 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradxform import _checks
+from gradxform import _checks, _tree
 
 Axis = Union[int, Sequence[int]]
-
-
-def _stat_dtype(dtype: Any) -> np.dtype:
-    """Statistics are computed in at least float32 (float64 stays float64)."""
-    dt = np.dtype(dtype)
-    if jnp.issubdtype(dt, jnp.floating) and jnp.finfo(dt).bits > 32:
-        return dt
-    return np.dtype(jnp.float32)
 
 
 def _feature_shape(num_features: Union[int, Sequence[int]]) -> tuple[int, ...]:
@@ -72,7 +64,7 @@ def batch_norm_init(
         ([1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
     """
     shape = _feature_shape(num_features)
-    sdt = _stat_dtype(dtype)
+    sdt = _tree.real_dtype(dtype)  # statistics in at least float32
     params = {"scale": jnp.ones(shape, dtype), "bias": jnp.zeros(shape, dtype)}
     state = {"mean": jnp.zeros(shape, sdt), "var": jnp.ones(shape, sdt)}
     return params, state
@@ -205,7 +197,7 @@ def batch_norm(
         for key in ("scale", "bias"):
             _check_leaf(params, key, feat_shape, "params", x.shape)
 
-    cdt = _stat_dtype(x.dtype)
+    cdt = _tree.real_dtype(x.dtype)
     bshape = tuple(x.shape[i] if i in feat else 1 for i in range(x.ndim))
 
     def expand(v):

@@ -20,13 +20,15 @@ in neither fan.
 References:
     Glorot & Bengio (2010), "Understanding the difficulty of training deep
     feedforward neural networks" (Xavier). He et al. (2015), "Delving deep into
-    rectifiers" (Kaiming / MSRA). Saxe et al. (2014) (orthogonal). Lecture 3,
-    "Parameter Initialization Strategies", and the MSRA derivation
-    ``Var(w) = 2 / n_in``.
+    rectifiers" (Kaiming / MSRA, the derivation of ``Var(w) = 2 / n_in``).
+    LeCun, Bottou, Orr & Müller (1998), "Efficient BackProp" (LeCun,
+    ``Var(w) = 1 / n_in``). Saxe et al. (2014) (orthogonal). Goodfellow, Bengio
+    & Courville (2016), "Deep Learning", Section 8.4.
 
 Note:
-    The lecture's formulas use plain normals, and so do ``xavier_normal``,
-    ``kaiming_normal`` and ``lecun_normal`` here by default; pass
+    The papers' formulas use plain normals, and so do ``xavier_normal``,
+    ``kaiming_normal`` and ``lecun_normal`` here by default (as PyTorch's
+    ``xavier_normal_`` and ``kaiming_normal_`` do); pass
     ``truncated=True`` for a normal truncated at two standard deviations and
     rescaled to the same variance (``jax.nn.initializers.glorot_normal`` and
     friends truncate by default).
@@ -41,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradxform import _checks
+from gradxform import _checks, _tree
 
 Shape = Union[int, Sequence[int]]
 DType = Any
@@ -80,11 +82,6 @@ def _check_float_dtype(dtype: DType, fn: str) -> np.dtype:
             "Pass float32, bfloat16, float16 (or float64 with x64 enabled)."
         )
     return dt
-
-
-def _draw_dtype(dtype: np.dtype) -> np.dtype:
-    """Samples are drawn in at least float32, then cast (bf16/f16 samples lose nothing this way)."""
-    return dtype if jnp.finfo(dtype).bits > 32 else np.dtype(jnp.float32)
 
 
 def _normalize_axes(axes: Union[int, Sequence[int]], ndim: int, name: str, shape, fn: str):
@@ -197,8 +194,8 @@ def normal(stddev: float = 1.0, dtype: DType = jnp.float32, *, truncated: bool =
     r"""Returns an initializer drawing :math:`w \sim \mathcal N(0, \mathrm{stddev}^2)`.
 
     Args:
-        stddev: standard deviation, >= 0. Default 1, the lecture's ``N(0, 1)``
-            (``jax.nn.initializers.normal`` defaults to 0.01).
+        stddev: standard deviation, >= 0. Default 1, a standard normal as
+            PyTorch's ``normal_`` (``jax.nn.initializers.normal`` defaults to 0.01).
         dtype: default output dtype of the initializer.
         truncated: draw from a normal truncated at two standard deviations,
             rescaled so that the variance is still ``stddev**2``.
@@ -223,7 +220,7 @@ def uniform(scale: float = 1.0, dtype: DType = jnp.float32) -> Initializer:
     r"""Returns an initializer drawing :math:`w \sim U(-\mathrm{scale}, \mathrm{scale})`, variance ``scale**2 / 3``.
 
     Note:
-        Symmetric around zero, as the lecture's ``uniform_(-1, 1)``;
+        Symmetric around zero, as PyTorch's ``uniform_(-scale, scale)``;
         ``jax.nn.initializers.uniform`` draws from ``[0, scale)`` instead.
 
     Args:
@@ -260,7 +257,7 @@ def _scaled_draw(width_fn, kind, dtype, fan_args, fn) -> Initializer:
             except ValueError as e:
                 raise ValueError(str(e).replace("compute_fans:", f"{fn}:", 1)) from None
         width = width_fn(fan_in, fan_out)
-        draw_dt = _draw_dtype(dt)
+        draw_dt = _tree.compute_dtype(dt)  # drawn in at least float32, then cast
         if kind == "normal_unit_std":
             w = jax.random.normal(key, shape_t, draw_dt) * width
         elif kind == "truncated_unit_std":
@@ -370,8 +367,9 @@ def xavier_normal(
 ) -> Initializer:
     r"""Xavier/Glorot normal: :math:`\mathcal N(0, \sigma^2)`, :math:`\sigma = \sqrt{2/(m+n)}`.
 
-    ``variance_scaling(1.0, "fan_avg", "normal", ...)``. Plain normal as in the
-    lecture; ``truncated=True`` gives jax's default (truncated, same variance).
+    ``variance_scaling(1.0, "fan_avg", "normal", ...)``. A plain normal as in
+    Glorot & Bengio (2010) and PyTorch; ``truncated=True`` gives jax's default
+    (truncated, same variance).
 
     Example:
         >>> import jax, gradxform as gx
@@ -389,7 +387,7 @@ def kaiming_uniform(in_axis=-2, out_axis=-1, batch_axis=(), dtype: DType = jnp.f
 
     Note:
         PyTorch's ``kaiming_uniform_`` defaults to ``a=sqrt(5)`` in ``nn.Linear``
-        (variance ``1 / (3 m)``); this is the lecture's ``a = 0`` ReLU gain.
+        (variance ``1 / (3 m)``); this is He et al.'s ReLU gain (``a = 0``).
 
     Example:
         >>> import jax, gradxform as gx
@@ -418,7 +416,7 @@ def kaiming_normal(
 
 
 def lecun_uniform(in_axis=-2, out_axis=-1, batch_axis=(), dtype: DType = jnp.float32) -> Initializer:
-    r"""LeCun uniform: :math:`U(-\sqrt{3/m}, \sqrt{3/m})`, variance ``1 / m`` (the lecture's ``1/n_in``).
+    r"""LeCun uniform: :math:`U(-\sqrt{3/m}, \sqrt{3/m})`, variance ``1 / m`` (LeCun et al., 1998).
 
     Example:
         >>> import jax, gradxform as gx
@@ -491,7 +489,7 @@ def orthogonal(scale: float = 1.0, column_axis: int = -1, dtype: DType = jnp.flo
         (col,) = _normalize_axes(column_axis, len(shape_t), "column_axis", shape_t, fn)
         n_cols = shape_t[col]
         n_rows = math.prod(shape_t) // n_cols if n_cols else 0
-        draw_dt = _draw_dtype(dt)
+        draw_dt = _tree.compute_dtype(dt)  # drawn in at least float32, then cast
         a = jax.random.normal(key, (max(n_rows, n_cols), min(n_rows, n_cols)), draw_dt)
         q, r = jnp.linalg.qr(a)
         q = q * jnp.sign(jnp.diagonal(r))[None, :]

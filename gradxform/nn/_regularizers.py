@@ -1,5 +1,6 @@
-"""Regularizers from Lecture 3: dropout, label smoothing, L1/L2 penalties,
-adversarial examples (FGSM) and Gaussian weight noise.
+"""Regularizers (Goodfellow, Bengio & Courville, "Deep Learning", 2016, chapter 7):
+dropout, label smoothing, L1/L2 penalties, adversarial examples (FGSM) and
+Gaussian weight noise.
 
 All are pure functions of their arguments (randomness comes from an explicit
 key) and run under ``jax.jit`` / ``jax.vmap``.
@@ -7,8 +8,9 @@ key) and run under ``jax.jit`` / ``jax.vmap``.
 References:
     Srivastava et al. (2014), "Dropout"; Szegedy et al. (2016) (label
     smoothing); Goodfellow et al. (2015), "Explaining and Harnessing
-    Adversarial Examples" (FGSM); Goodfellow, Bengio & Courville, "Deep
-    Learning", ch. 7 (norm penalties, noise robustness).
+    Adversarial Examples" (FGSM); Goodfellow, Bengio & Courville (2016),
+    "Deep Learning", Sections 7.1 (norm penalties), 7.5 (noise robustness,
+    label smoothing in 7.5.1), 7.12 (dropout) and 7.13 (adversarial training).
 """
 
 from __future__ import annotations
@@ -17,17 +19,8 @@ from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from gradxform import _checks
-
-
-def _acc_dtype(dtype: Any) -> np.dtype:
-    """Reductions run in at least float32 (float64 stays float64)."""
-    dt = np.dtype(dtype)
-    if jnp.issubdtype(dt, jnp.floating) and jnp.finfo(dt).bits > 32:
-        return dt
-    return np.dtype(jnp.float32)
+from gradxform import _checks, _tree, _treeops
 
 
 def dropout(
@@ -47,10 +40,11 @@ def dropout(
     the layer is the identity.
 
     Note:
-        The lecture keeps units with probability :math:`p = 1 - \mathrm{rate}`
-        and multiplies the weights by p at test time; inverted dropout moves
-        that factor to training time (``1 / p``), which gives the same
-        expectations and leaves inference untouched.
+        Srivastava et al. (2014) and Goodfellow et al. (2016, Section 7.12) keep
+        units with probability :math:`p = 1 - \mathrm{rate}` and multiply the
+        weights by p at test time (the weight scaling inference rule); inverted
+        dropout, as in PyTorch and flax, moves that factor to training time
+        (``1 / p``), which gives the same expectations and leaves inference untouched.
 
     Args:
         key: a PRNG key.
@@ -93,13 +87,14 @@ def dropout(
 
 
 def smooth_labels(one_hot: jax.Array, epsilon: float) -> jax.Array:
-    r"""Label smoothing as in the lecture: ``1 - epsilon`` for the true class, ``epsilon / (k - 1)`` elsewhere.
+    r"""Label smoothing: ``1 - epsilon`` for the true class, ``epsilon / (k - 1)`` elsewhere.
 
     .. math::
         \tilde y = (1 - \epsilon)\, y + \frac{\epsilon}{k - 1}\,(1 - y),
 
-    with k the size of the last axis. For a one-hot `y` this is exactly the
-    lecture's targets; any row summing to one (a soft label) still sums to one.
+    with k the size of the last axis. For a one-hot `y` these are the targets of
+    Goodfellow et al. (2016), Section 7.5.1; any row summing to one (a soft
+    label) still sums to one.
 
     Note:
         ``optax.smooth_labels`` uses :math:`(1-\alpha) y + \alpha / k` instead
@@ -139,10 +134,7 @@ def smooth_labels(one_hot: jax.Array, epsilon: float) -> jax.Array:
 
 def _sum_over_leaves(params: Any, term: Callable[[jax.Array], jax.Array]) -> jax.Array:
     leaves = [jnp.asarray(p) for p in jax.tree_util.tree_leaves(params)]
-    acc = np.dtype(jnp.float32)
-    for p in leaves:
-        if _acc_dtype(p.dtype).itemsize > acc.itemsize:
-            acc = _acc_dtype(p.dtype)
+    acc = _treeops.accumulation_dtype(leaves)
     total = jnp.zeros((), acc)
     for p in leaves:
         total = total + jnp.sum(term(p.astype(acc)))
@@ -192,9 +184,10 @@ def l2_penalty(params: Any) -> jax.Array:
 def fgsm(loss_fn: Callable[[Any, Any], jax.Array], x: jax.Array, y: Any, epsilon: float) -> jax.Array:
     r"""Fast gradient sign method: :math:`x' = x + \epsilon\,\mathrm{sign}(\nabla_x L(x, y))`.
 
-    The adversarial example of the lecture: a step of size `epsilon` per
-    entry in the direction that increases the loss most under an
-    :math:`L^\infty` budget. Train on ``x'`` for adversarial training.
+    The adversarial example of Goodfellow et al. (2015): a step of size
+    `epsilon` per entry in the direction that increases the loss most under an
+    :math:`L^\infty` budget. Train on ``x'`` for adversarial training
+    (Goodfellow et al., 2016, Section 7.13).
 
     Args:
         loss_fn: ``loss_fn(x, y) -> scalar``, differentiable in x (close over
@@ -226,9 +219,9 @@ def fgsm(loss_fn: Callable[[Any, Any], jax.Array], x: jax.Array, y: Any, epsilon
 def weight_noise(key: jax.Array, params: Any, stddev: float) -> Any:
     r"""Gaussian noise on the weights: :math:`\tilde w = w + \sigma\,\xi`, :math:`\xi \sim \mathcal N(0, I)`.
 
-    The lecture's "inject noise to the network weights": evaluate the loss at
-    the perturbed weights (and differentiate through the addition) to push
-    training toward flat minima. Each leaf gets independent noise.
+    Noise injected at the weights (Goodfellow et al., 2016, Section 7.5):
+    evaluate the loss at the perturbed weights (and differentiate through the
+    addition) to push training toward flat minima. Each leaf gets independent noise.
 
     Args:
         key: a PRNG key.
@@ -254,7 +247,7 @@ def weight_noise(key: jax.Array, params: Any, stddev: float) -> Any:
     out = []
     for k, p in zip(keys, leaves):
         p = jnp.asarray(p)
-        acc = _acc_dtype(p.dtype)
+        acc = _tree.real_dtype(p.dtype)
         noise = jax.random.normal(k, p.shape, acc) * jnp.asarray(stddev).astype(acc)
         out.append((p.astype(acc) + noise).astype(p.dtype))
     return jax.tree_util.tree_unflatten(treedef, out)

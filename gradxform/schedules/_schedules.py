@@ -6,8 +6,9 @@ hyperparameters are held in ``float32`` whatever the dtype of the parameters.
 The factories validate their arguments once, when the schedule is built.
 
 Signatures, defaults and values follow optax 0.2.8 (``optax.schedules``), except
-where a docstring's Note says otherwise; `inverse_time_decay` is the seed
-lecture's "linear" and "quadratic" decay, which optax does not have.
+where a docstring's Note says otherwise; `inverse_time_decay`
+(``init_value / (1 + decay_rate * k) ** power``, TensorFlow's ``InverseTimeDecay``
+for ``power=1``) is not in optax.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def linear_schedule(
     transition_steps: int,
     transition_begin: int = 0,
 ) -> Schedule:
-    r"""A linear transition from `init_value` to `end_value`: the seed's SGD schedule.
+    r"""A linear transition from `init_value` to `end_value` (Goodfellow et al., 2016, Section 8.3.1).
 
     With :math:`\varepsilon_0` = `init_value`, :math:`\varepsilon_\tau` =
     `end_value`, :math:`\tau` = `transition_steps` and :math:`B` =
@@ -134,7 +135,7 @@ def linear_schedule(
     Args:
       init_value: :math:`\varepsilon_0`, held until `transition_begin`; any real.
       end_value: :math:`\varepsilon_\tau`, held from ``transition_begin +
-        transition_steps`` on; any real (the lecture suggests about 1% of
+        transition_steps`` on; any real (Goodfellow et al. suggest about 1% of
         :math:`\varepsilon_0`).
       transition_steps: :math:`\tau \ge 0`, the length of the transition in steps.
         ``0`` disables it: the schedule then holds `init_value` forever (as in optax).
@@ -155,15 +156,19 @@ def linear_schedule(
       [1.0, 0.505, 0.01, 0.01]
 
     Note:
-      This is `polynomial_schedule` with ``power=1``, written in the seed's form
+      This is `polynomial_schedule` with ``power=1``, written in the book's form
       with both ends exact, eagerly and under ``jax.jit``: every step up to ``B``
       gives `init_value` and every step from ``B + tau`` on gives `end_value`,
       to the bit. Values in between agree
       with optax's to float32 rounding. As in `polynomial_schedule`, negative
       counts of steps raise where optax falls back to ``0``.
 
-      The seed lecture's "linear decay" :math:`\eta_0 / (k + 1)` is a different
-      schedule: `inverse_time_decay` with ``power=1``.
+      The decay :math:`\eta_0 / (k + 1)`, sometimes called "linear decay", is a
+      different schedule: `inverse_time_decay` with ``power=1``.
+
+    References:
+      Goodfellow, Bengio & Courville, "Deep Learning", 2016, Section 8.3.1
+      (the linear decay of the learning rate until iteration :math:`\tau`).
     """
     fn = "linear_schedule"
     t_steps = step_count("transition_steps", transition_steps, fn)
@@ -228,7 +233,7 @@ def exponential_decay(
       [1.0, 0.5, 0.3536, 0.25]
 
     Note:
-      The seed's exponential decay :math:`\eta_k = \eta_0 e^{-\beta k}`,
+      The exponential decay :math:`\eta_k = \eta_0 e^{-\beta k}`,
       :math:`\beta > 0`, is ``exponential_decay(eta0, transition_steps=1,
       decay_rate=exp(-beta))``.
 
@@ -263,13 +268,13 @@ def inverse_time_decay(
     decay_rate: jax.typing.ArrayLike = 1.0,
     power: jax.typing.ArrayLike = 1.0,
 ) -> Schedule:
-    r"""Inverse-time decay: the seed's "linear" (power 1) and "quadratic" (power 2) decays.
+    r"""Inverse-time decay: :math:`\eta_0 / (k + 1)` (power 1) and :math:`\eta_0 / (k + 1)^2` (power 2).
 
     .. math::
       \eta_k = \frac{\eta_0}{(1 + \gamma k)^{p}},
 
     with :math:`\eta_0` = `init_value`, :math:`\gamma` = `decay_rate` and
-    :math:`p` = `power`. With :math:`\gamma = 1` this is the lecture's
+    :math:`p` = `power`. With :math:`\gamma = 1` this is
     :math:`\eta_0 / (k + 1)` for :math:`p = 1` and :math:`\eta_0 / (k + 1)^2`
     for :math:`p = 2`. Steps below 0 give :math:`\eta_0`.
 
@@ -294,7 +299,7 @@ def inverse_time_decay(
       0.25 0.0625
 
     Note:
-      Not in optax. The lecture calls :math:`\eta_0/(k+1)` "linear decay"
+      Not in optax. :math:`\eta_0/(k+1)` is sometimes called "linear decay"
       because the denominator grows linearly; it is not `linear_schedule`,
       whose value falls linearly. TensorFlow's ``InverseTimeDecay`` is the
       ``power=1`` case with :math:`\gamma` = ``decay_rate / decay_steps``.

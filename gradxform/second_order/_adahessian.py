@@ -7,7 +7,7 @@ from typing import Any, NamedTuple, Optional, Sequence
 import jax
 import jax.numpy as jnp
 
-from gradxform import _checks, _tree
+from gradxform import _checks, _hyper, _tree
 from gradxform._base import GradientTransformation, ScalarOrSchedule
 from gradxform._combine import chain
 from gradxform.transforms._regularization import add_decayed_weights
@@ -25,6 +25,11 @@ def _spatially_averaged(d: jax.Array, axes: Sequence[int]) -> jax.Array:
     return jnp.broadcast_to(jnp.mean(jnp.abs(d), axis=tuple(axes), keepdims=True), d.shape)
 
 
+# hessian_power in [0, 1]: the range of the exponent k in Yao et al. (2021).
+_HESSIAN_POWER = _hyper.number(0.0, 1.0, draw=(0.0, 1.0), source="validator (the paper's range)")
+
+
+@_hyper.declare(b1=_hyper.DECAY, b2=_hyper.DECAY, eps=_hyper.EPS, hessian_power=_HESSIAN_POWER)
 def scale_by_adahessian(
     b1=0.9,
     b2=0.999,
@@ -92,10 +97,6 @@ def scale_by_adahessian(
         AAAI 2021 (Algorithm 1, Eqs. 10-12).
     """
     fn = "scale_by_adahessian"
-    _checks.check_decay("b1", b1, fn=fn)
-    _checks.check_decay("b2", b2, fn=fn)
-    _checks.check_non_negative("eps", eps, fn=fn)
-    _checks.check_range("hessian_power", hessian_power, 0.0, 1.0, fn=fn)
     spatial_axes = tuple(int(a) for a in spatial_axes)
 
     def init_fn(params):
@@ -141,6 +142,9 @@ def scale_by_adahessian(
     return GradientTransformation(init_fn, update_fn)
 
 
+@_hyper.declare(
+    learning_rate=_hyper.LR, **scale_by_adahessian.hyperparameters, weight_decay=_hyper.NONNEG
+)
 def adahessian(
     learning_rate: ScalarOrSchedule,
     b1=0.9,

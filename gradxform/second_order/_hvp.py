@@ -16,13 +16,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradxform import _checks, _tree
+from gradxform import _checks, _tree, _treeops
 
 
 def _cast_tangent(v: Any, params: Any) -> Any:
     """`v` cast leaf by leaf to the params' dtypes (jvp needs tangents of the primal dtype)."""
     _checks.check_tree_like(v, params, tree_name="v", like_name="params", fn="hvp", allow_none=False)
-    return jax.tree_util.tree_map(lambda t, p: jnp.asarray(t).astype(jnp.asarray(p).dtype), v, params)
+    return _treeops.cast_tree_like(v, params)
 
 
 def _grad_and_hvp(fn: Callable[[Any], jax.Array], params: Any, v: Any) -> tuple[Any, Any]:
@@ -154,38 +154,6 @@ def grad_and_hutchinson_diagonal(
     return _hutchinson(fn, params, key, num_samples, with_grad=True)
 
 
-def ravel(tree: Any) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
-    """Flattens a tree to one vector in its compute dtype, in ``ravel_pytree``'s order.
-
-    Unlike ``jax.flatten_util.ravel_pytree`` it never promotes between leaf
-    dtypes implicitly: every leaf goes to at least float32 (float64 if any leaf
-    is float64), and the returned ``unravel`` casts each piece back to its leaf's dtype.
-    """
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    leaves = [jnp.asarray(x) for x in leaves]
-    dtype = np.dtype(np.float32)
-    for x in leaves:
-        if _tree.compute_dtype(x.dtype) == np.float64:
-            dtype = np.dtype(np.float64)
-    shapes = [x.shape for x in leaves]
-    dtypes = [x.dtype for x in leaves]
-    sizes = [int(np.prod(s)) for s in shapes]
-    flat = (
-        jnp.concatenate([jnp.ravel(x).astype(dtype) for x in leaves])
-        if leaves
-        else jnp.zeros((0,), dtype)
-    )
-
-    def unravel(vec: jax.Array) -> Any:
-        out, start = [], 0
-        for shape, dt, size in zip(shapes, dtypes, sizes):
-            out.append(vec[start : start + size].reshape(shape).astype(dt))
-            start += size
-        return treedef.unflatten(out)
-
-    return flat, unravel
-
-
 def dense_hessian(fn: Callable[[Any], jax.Array], params: Any) -> jax.Array:
     r"""The dense Hessian of `fn` over the params flattened as ``ravel_pytree`` flattens them.
 
@@ -208,5 +176,5 @@ def dense_hessian(fn: Callable[[Any], jax.Array], params: Any) -> jax.Array:
         >>> gx.second_order.dense_hessian(f, {'a': jnp.array(1.0), 'b': jnp.array([2.0, 1.0])}).tolist()
         [[4.0, 2.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 6.0]]
     """
-    flat, unravel = ravel(params)
+    flat, unravel = _treeops.ravel(params)
     return jax.hessian(lambda x: jnp.asarray(fn(unravel(x))).astype(flat.dtype))(flat)

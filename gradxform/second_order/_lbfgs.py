@@ -8,10 +8,11 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from gradxform import _checks, _tree
+from gradxform import _checks, _hyper, _tree
 from gradxform._base import GradientTransformation, ScalarOrSchedule, identity
 from gradxform._combine import chain
-from gradxform.second_order._linesearch import scale_by_zoom_linesearch, tree_vdot, value_dtype
+from gradxform._treeops import accumulation_dtype, tree_vdot
+from gradxform.second_order._linesearch import scale_by_zoom_linesearch
 from gradxform.transforms._scale import scale, scale_by_learning_rate
 
 
@@ -91,6 +92,10 @@ def _lbfgs_update(m: int, scale_init_precond: bool, updates, state: ScaleByLBFGS
     )
 
 
+_MEMORY_SIZE = _hyper.integer(1, draw=(1, 10), source="validator")
+
+
+@_hyper.declare(memory_size=_MEMORY_SIZE)
 def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> GradientTransformation:
     r"""Multiplies the gradient by the L-BFGS approximation of the inverse Hessian.
 
@@ -132,9 +137,8 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
         ValueError: ``memory_size < 1``; at update, missing params.
 
     Examples:
-        >>> import jax.numpy as jnp
-        >>> from gradxform.second_order import scale_by_lbfgs
-        >>> tx = scale_by_lbfgs()
+        >>> import jax.numpy as jnp, gradxform as gx
+        >>> tx = gx.scale_by_lbfgs()
         >>> u, _ = tx.update(jnp.array([3.0, 4.0]), tx.init(jnp.zeros(2)), jnp.zeros(2))
         >>> u.tolist()  # first step: g / ||g||
         [0.6000000238418579, 0.800000011920929]
@@ -144,7 +148,6 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
         Liu & Nocedal, On the limited memory BFGS method for large scale optimization, 1989.
     """
     fn = "scale_by_lbfgs"
-    _checks.check_range("memory_size", memory_size, 1, fn=fn)
     m = int(memory_size)
 
     def init_fn(params):
@@ -155,14 +158,13 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
             updates=_tree.zeros_like(params),
             diff_params_memory=stacked,
             diff_updates_memory=stacked,
-            weights_memory=jnp.zeros((m,), value_dtype(params)),
+            weights_memory=jnp.zeros((m,), accumulation_dtype(params)),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
         _checks.check_state_type(state, ScaleByLBFGSState, fn)
-        if params is None:
-            raise ValueError(f"{fn}.update needs the params: call update(updates, state, params).")
+        _checks.require_params(params, fn)
         _checks.check_tree_like(updates, state.params, tree_name="updates", like_name="state.params", fn=fn,
                                 allow_none=False)
         _checks.check_tree_like(params, state.params, tree_name="params", like_name="state.params", fn=fn,
@@ -172,6 +174,7 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
     return GradientTransformation(init_fn, update_fn)
 
 
+@_hyper.declare(learning_rate=_hyper.LR._replace(optional=True), memory_size=_MEMORY_SIZE)
 def lbfgs(
     learning_rate: Optional[ScalarOrSchedule] = None,
     memory_size: int = 10,

@@ -17,43 +17,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradxform import _checks, _tree
+from gradxform import _checks, _hyper, _tree
 from gradxform._base import GradientTransformation
+from gradxform._combine import apply_updates
+from gradxform._treeops import accumulation_dtype, tree_vdot, tree_where
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def value_dtype(tree: Any) -> np.dtype:
-    """float64 if any leaf is float64, else float32: the dtype of values, slopes and step sizes."""
-    for x in jax.tree_util.tree_leaves(tree):
-        if _tree.real_dtype(jnp.asarray(x).dtype) == np.float64:
-            return np.dtype(np.float64)
-    return np.dtype(np.float32)
-
-
-def tree_vdot(a: Any, b: Any, dtype: Any) -> jax.Array:
-    """sum over leaves of <a, b>, accumulated in `dtype`."""
-    total = jnp.zeros([], dtype)
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-        total = total + jnp.sum(jnp.asarray(x).astype(dtype) * jnp.asarray(y).astype(dtype))
-    return total
-
-
 def step_tree(params: Any, stepsize: jax.Array, updates: Any) -> Any:
-    """params + stepsize * updates, each leaf computed as `scale_updates` then `apply_updates` do it."""
-
-    def leaf(p, u):
-        cdt = _tree.compute_dtype(jnp.asarray(p).dtype)
-        su = scale_leaf(u, stepsize)
-        return (jnp.asarray(p).astype(cdt) + su.astype(cdt)).astype(jnp.asarray(p).dtype)
-
-    return jax.tree_util.tree_map(leaf, params, updates)
-
-
-def scale_leaf(u: jax.Array, stepsize: jax.Array) -> jax.Array:
-    cdt = _tree.compute_dtype(u.dtype)
-    return (u.astype(cdt) * stepsize.astype(cdt)).astype(u.dtype)
+    """params + stepsize * updates, computed as ``apply_updates(params, scale_tree(updates, stepsize))``."""
+    return apply_updates(params, _tree.scale_tree(updates, stepsize))
 
 
 def fn_kwargs_for(value_fn: Callable, extra_args: dict) -> dict:
@@ -167,6 +142,21 @@ def _zoom_candidate(a_lo, f_lo, d_lo, a_hi, f_hi, d_hi):
     return jnp.where(ok, x, 0.5 * (a_lo + a_hi))
 
 
+@_hyper.declare(
+    max_linesearch_steps=_hyper.integer(1, draw=(1, 30), source="validator"),
+    max_learning_rate=_hyper.number(
+        0.0, low_inclusive=False, draw=(0.1, 10.0), optional=True, source="validator"
+    ),
+    tol=_hyper.NONNEG._replace(draw=(0.0, 1e-6), source="validator"),
+    increase_factor=_hyper.number(1.0, low_inclusive=False, draw=(1.1, 4.0), source="validator"),
+    slope_rtol=_hyper.number(
+        0.0, 1.0, low_inclusive=False, high_inclusive=False, draw=(1e-5, 0.3), source="validator"
+    ),
+    curv_rtol=_hyper.number(0.0, low_inclusive=False, draw=(0.5, 0.99), source="validator"),
+    approx_dec_rtol=_hyper.NONNEG._replace(draw=(0.0, 1e-4), optional=True, source="validator"),
+    stepsize_precision=_hyper.NONNEG._replace(draw=(0.0, 1e-3), source="validator"),
+    initial_guess_strategy=_hyper.choice("keep", "one"),
+)
 def scale_by_zoom_linesearch(
     max_linesearch_steps: int,
     max_learning_rate: Optional[float] = None,
@@ -227,9 +217,8 @@ def scale_by_zoom_linesearch(
 
     Examples:
         >>> import jax, jax.numpy as jnp, gradxform as gx
-        >>> from gradxform.second_order import scale_by_zoom_linesearch
         >>> f = lambda w: jnp.sum((w - 3.0) ** 2)
-        >>> tx = gx.chain(gx.scale(-1.0), scale_by_zoom_linesearch(10))
+        >>> tx = gx.chain(gx.scale(-1.0), gx.scale_by_zoom_linesearch(10))
         >>> w = jnp.zeros(2)
         >>> v, g = jax.value_and_grad(f)(w)
         >>> u, state = tx.update(g, tx.init(w), w, value=v, grad=g, value_fn=f)
@@ -248,24 +237,10 @@ def scale_by_zoom_linesearch(
         eq. 3.59; Hager & Zhang, Algorithm 851: CG_DESCENT, 2006 (approximate Wolfe).
     """
     fn = "scale_by_zoom_linesearch"
-    _checks.check_range("max_linesearch_steps", max_linesearch_steps, 1, fn=fn)
-    if max_learning_rate is not None:
-        _checks.check_positive("max_learning_rate", max_learning_rate, fn=fn)
-    _checks.check_non_negative("tol", tol, fn=fn)
-    _checks.check_range("increase_factor", increase_factor, 1.0, low_inclusive=False, fn=fn)
-    _checks.check_range("slope_rtol", slope_rtol, 0.0, 1.0, low_inclusive=False, high_inclusive=False, fn=fn)
-    _checks.check_range("curv_rtol", curv_rtol, 0.0, low_inclusive=False, fn=fn)
-    if approx_dec_rtol is not None:
-        _checks.check_non_negative("approx_dec_rtol", approx_dec_rtol, fn=fn)
-    _checks.check_non_negative("stepsize_precision", stepsize_precision, fn=fn)
-    if initial_guess_strategy not in ("keep", "one"):
-        raise ValueError(
-            f'{fn}: `initial_guess_strategy` must be "keep" or "one"; got {initial_guess_strategy!r}.'
-        )
     del verbose
 
     def init_fn(params):
-        vdt = value_dtype(params)
+        vdt = accumulation_dtype(params)
         return ScaleByZoomLinesearchState(
             learning_rate=jnp.ones([], vdt),
             value=jnp.asarray(jnp.inf, vdt),
@@ -280,8 +255,7 @@ def scale_by_zoom_linesearch(
     def update_fn(updates, state, params=None, *, value=None, grad=None, value_fn=None, **extra_args):
         _checks.check_state_type(state, ScaleByZoomLinesearchState, fn)
         _require(fn, value, grad, value_fn)
-        if params is None:
-            raise ValueError(f"{fn}.update needs the params.")
+        _checks.require_params(params, fn)
         _checks.check_tree_like(updates, params, tree_name="updates", like_name="params", fn=fn, allow_none=False)
         kwargs = fn_kwargs_for(value_fn, extra_args)
         return run_core(value_fn, updates, state, params, value, grad, kwargs)
@@ -344,7 +318,7 @@ def scale_by_zoom_linesearch(
             a_lo = jnp.where(new_lo, a, s.a_lo)
             f_lo = jnp.where(new_lo, f, s.f_lo)
             d_lo = jnp.where(new_lo, d, s.d_lo)
-            g_lo = jax.tree_util.tree_map(lambda x, y: jnp.where(new_lo, x, y), g, s.g_lo)
+            g_lo = tree_where(new_lo, g, s.g_lo)
             # Still bracketing when the point decreased with a negative slope: grow the step.
             keep_growing = (~s.zooming) & new_lo & (~flip)
             at_max = keep_growing & (a >= a_max)
@@ -358,7 +332,7 @@ def scale_by_zoom_linesearch(
             a_out = jnp.where(take_current, a, a_lo)
             f_out = jnp.where(take_current, f, f_lo)
             d_out = jnp.where(take_current, d, d_lo)
-            g_out = jax.tree_util.tree_map(lambda x, y: jnp.where(take_current, x, y), g, g_lo)
+            g_out = tree_where(take_current, g, g_lo)
             return _Zoom(
                 count=s.count + 1,
                 done=done,
@@ -374,13 +348,13 @@ def scale_by_zoom_linesearch(
         a = jnp.where(s.done, s.a_out, s.a_lo)
         f = jnp.where(s.done, s.f_out, s.f_lo)
         d = jnp.where(s.done, s.d_out, s.d_lo)
-        g = jax.tree_util.tree_map(lambda x, y: jnp.where(s.done, x, y), s.g_out, s.g_lo)
+        g = tree_where(s.done, s.g_out, s.g_lo)
         info = ZoomLinesearchInfo(
             num_linesearch_steps=s.count,
             decrease_error=jnp.maximum(f - f0 - c1 * a * d0, 0).astype(vdt),
             curvature_error=jnp.maximum(jnp.abs(d) - c2 * jnp.abs(d0), 0).astype(vdt),
         )
-        new_updates = jax.tree_util.tree_map(lambda u: scale_leaf(u, a), updates)
+        new_updates = _tree.scale_tree(updates, a)
         new_state = ScaleByZoomLinesearchState(
             learning_rate=a.astype(vdt), value=f.astype(vdt), grad=_tree.cast_like(g, state.grad), info=info
         )
@@ -408,6 +382,17 @@ class ScaleByBacktrackingLinesearchState(NamedTuple):
     info: BacktrackingLinesearchInfo
 
 
+@_hyper.declare(
+    max_backtracking_steps=_hyper.integer(0, draw=(0, 30), source="validator"),
+    slope_rtol=_hyper.number(0.0, 1.0, high_inclusive=False, draw=(0.0, 0.5), source="validator"),
+    decrease_factor=_hyper.number(
+        0.0, 1.0, low_inclusive=False, high_inclusive=False, draw=(0.1, 0.9), source="validator"
+    ),
+    increase_factor=_hyper.number(1.0, draw=(1.0, 2.0), source="validator"),
+    max_learning_rate=_hyper.number(0.0, low_inclusive=False, draw=(0.1, 10.0), source="validator"),
+    atol=_hyper.NONNEG._replace(source="validator"),
+    rtol=_hyper.NONNEG._replace(source="validator"),
+)
 def scale_by_backtracking_linesearch(
     max_backtracking_steps: int,
     slope_rtol=1e-4,
@@ -451,9 +436,8 @@ def scale_by_backtracking_linesearch(
 
     Examples:
         >>> import jax, jax.numpy as jnp, gradxform as gx
-        >>> from gradxform.second_order import scale_by_backtracking_linesearch
         >>> f = lambda w: jnp.sum(w ** 2)
-        >>> tx = gx.chain(gx.sgd(1.0), scale_by_backtracking_linesearch(max_backtracking_steps=15))
+        >>> tx = gx.chain(gx.sgd(1.0), gx.scale_by_backtracking_linesearch(max_backtracking_steps=15))
         >>> w = jnp.array([1.0, 2.0])
         >>> v, g = jax.value_and_grad(f)(w)
         >>> u, state = tx.update(g, tx.init(w), w, value=v, grad=g, value_fn=f)
@@ -470,17 +454,10 @@ def scale_by_backtracking_linesearch(
         Vaswani et al., Painless Stochastic Gradient, 2019.
     """
     fn = "scale_by_backtracking_linesearch"
-    _checks.check_non_negative("max_backtracking_steps", max_backtracking_steps, fn=fn)
-    _checks.check_range("slope_rtol", slope_rtol, 0.0, 1.0, high_inclusive=False, fn=fn)
-    _checks.check_range("decrease_factor", decrease_factor, 0.0, 1.0, low_inclusive=False, high_inclusive=False, fn=fn)
-    _checks.check_range("increase_factor", increase_factor, 1.0, fn=fn)
-    _checks.check_positive("max_learning_rate", max_learning_rate, fn=fn)
-    _checks.check_non_negative("atol", atol, fn=fn)
-    _checks.check_non_negative("rtol", rtol, fn=fn)
     del verbose
 
     def init_fn(params):
-        vdt = value_dtype(params)
+        vdt = accumulation_dtype(params)
         return ScaleByBacktrackingLinesearchState(
             learning_rate=jnp.ones([], vdt),
             value=jnp.asarray(jnp.inf, vdt),
@@ -493,8 +470,7 @@ def scale_by_backtracking_linesearch(
     def update_fn(updates, state, params=None, *, value=None, grad=None, value_fn=None, **extra_args):
         _checks.check_state_type(state, ScaleByBacktrackingLinesearchState, fn)
         _require(fn, value, grad, value_fn)
-        if params is None:
-            raise ValueError(f"{fn}.update needs the params.")
+        _checks.require_params(params, fn)
         _checks.check_tree_like(updates, params, tree_name="updates", like_name="params", fn=fn, allow_none=False)
         return run_core(value_fn, updates, state, params, value, grad, fn_kwargs_for(value_fn, extra_args))
 
@@ -530,8 +506,8 @@ def scale_by_backtracking_linesearch(
         if store_grad:
             fresh = _tree.cast_like(jax.grad(f_)(step_tree(params, a, updates)), state.grad)
             given = _tree.cast_like(grad, state.grad)
-            new_grad = jax.tree_util.tree_map(lambda x, y: jnp.where(standing, y, x), fresh, given)
-        new_updates = jax.tree_util.tree_map(lambda u: scale_leaf(u, a), updates)
+            new_grad = tree_where(standing, given, fresh)
+        new_updates = _tree.scale_tree(updates, a)
         return new_updates, ScaleByBacktrackingLinesearchState(
             learning_rate=a.astype(vdt),
             value=f.astype(vdt),
@@ -587,10 +563,9 @@ def value_and_grad_from_state(value_fn: Callable[..., Any]) -> Callable[..., tup
 
     Examples:
         >>> import jax.numpy as jnp, gradxform as gx
-        >>> from gradxform.second_order import value_and_grad_from_state
         >>> f = lambda w: jnp.sum((w - 1.0) ** 2)
         >>> opt, w = gx.lbfgs(), jnp.zeros(3)
-        >>> state, vg = opt.init(w), value_and_grad_from_state(f)
+        >>> state, vg = opt.init(w), gx.value_and_grad_from_state(f)
         >>> for _ in range(3):
         ...     v, g = vg(w, state=state)
         ...     u, state = opt.update(g, state, w, value=v, grad=g, value_fn=f)

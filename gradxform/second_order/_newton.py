@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradxform import _checks, _tree
+from gradxform import _checks, _hyper, _tree
 from gradxform._base import GradientTransformation
-from gradxform.second_order._hvp import ravel
+from gradxform._treeops import ravel
 
 # The most damping increases tried before giving up (each doubles tau).
 MAX_DAMPING_TRIES = 100
@@ -64,6 +64,7 @@ def _damped_solve(hessian: jax.Array, g: jax.Array, damping: jax.Array) -> tuple
     return jax.scipy.linalg.cho_solve((chol, True), g), tau
 
 
+@_hyper.declare(damping=_hyper.NONNEG._replace(draw=(0.0, 1.0), source="validator"))
 def scale_by_newton(damping=0.0) -> GradientTransformation:
     r"""Newton's direction: solves :math:`(H + \tau I)\, u = g` for the flattened gradient.
 
@@ -79,10 +80,10 @@ def scale_by_newton(damping=0.0) -> GradientTransformation:
     gradient's sign, so ``chain(scale_by_newton(), scale_by_learning_rate(1.))``
     is a full Newton step :math:`\theta \leftarrow \theta - H^{-1} g`, which
     reaches the minimum of a positive definite quadratic
-    :math:`E = \frac12 w^\top A w + w^\top b` in one step (seed deck 001:
-    :math:`\eta_{opt} = E''^{-1}`). On a non-convex point (:math:`H` indefinite)
-    :math:`\tau` grows until :math:`H + \tau I \succ 0`, so :math:`u` is a descent
-    direction.
+    :math:`E = \frac12 w^\top A w + w^\top b` in one step (the optimal learning
+    rate :math:`\eta_{opt} = E''^{-1}` of LeCun et al., 1998, Section 5.1). On a
+    non-convex point (:math:`H` indefinite) :math:`\tau` grows until
+    :math:`H + \tau I \succ 0`, so :math:`u` is a descent direction.
 
     Note:
         :math:`O(p^2)` memory and :math:`O(p^3)` time in the number of parameters
@@ -110,11 +111,12 @@ def scale_by_newton(damping=0.0) -> GradientTransformation:
         [0.42857, 0.14286]
 
     References:
-        Nocedal & Wright, Numerical Optimization, 2nd ed., 2006: Section 3.4,
-        Algorithm 3.3; Levenberg, 1944; the seed deck 001 (Newton's method).
+        Goodfellow, Bengio & Courville, Deep Learning, 2016, Section 8.6.1 (Newton's
+        method); Nocedal & Wright, Numerical Optimization, 2nd ed., 2006: Section 3.4,
+        Algorithm 3.3; Levenberg, 1944; LeCun, Bottou, Orr & Müller, Efficient
+        BackProp, 1998, Section 5.1 (the optimal learning rate of a quadratic).
     """
     fn = "scale_by_newton"
-    _checks.check_non_negative("damping", damping, fn=fn)
 
     def init_fn(params):
         del params

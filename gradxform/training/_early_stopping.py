@@ -1,5 +1,5 @@
-"""Early stopping (Goodfellow, Bengio & Courville, "Deep Learning", Algorithm 7.1;
-Lecture 3, "Early Stopping") as a pure, jit-able state machine.
+"""Early stopping (Goodfellow, Bengio & Courville, "Deep Learning", 2016, Section 7.8,
+Algorithm 7.1) as a pure, jit-able state machine.
 
 Algorithm 7.1, with n training steps between evaluations and patience p::
 
@@ -47,7 +47,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradxform import _checks
+from gradxform import _checks, _hyper
+from gradxform._treeops import tree_where
 
 Params = Any
 
@@ -70,6 +71,11 @@ class EarlyStopping(NamedTuple):
     update: Callable[[EarlyStoppingState, Any, Params], EarlyStoppingState]
 
 
+@_hyper.declare(
+    patience=_hyper.integer(1, draw=(1, 20)),
+    min_delta=_hyper.NONNEG._replace(draw=(0.0, 1e-2), source="validator"),
+    mode=_hyper.choice("min", "max"),
+)
 def early_stopping(patience: int, min_delta: float = 0.0, *, mode: str = "min") -> EarlyStopping:
     r"""Algorithm 7.1 (early stopping) as a pure state machine that runs under jit, scan and while_loop.
 
@@ -116,13 +122,10 @@ def early_stopping(patience: int, min_delta: float = 0.0, *, mode: str = "min") 
         2.0
     """
     fn = "early_stopping"
-    _checks.check_range("patience", patience, 1.0, fn=fn)
+    # The declaration checks the range; an integer count is checked here.
     p = _checks._concrete_float(patience)
     if p is not None and p != int(p):
         raise ValueError(f"{fn}: `patience` must be an integer >= 1; got patience={patience!r}.")
-    _checks.check_non_negative("min_delta", min_delta, fn=fn)
-    if mode not in ("min", "max"):
-        raise ValueError(f"{fn}: `mode` must be 'min' or 'max'; got mode={mode!r}.")
     if mode == "min":
         start, better, delta_sign = np.inf, operator.lt, -1.0
     else:
@@ -158,10 +161,7 @@ def early_stopping(patience: int, min_delta: float = 0.0, *, mode: str = "min") 
             improved, jnp.zeros_like(state.patience_count),
             state.patience_count + running.astype(jnp.int32),
         )
-        best_params = jax.tree_util.tree_map(
-            lambda new, old: jnp.where(improved, jnp.asarray(new).astype(old.dtype), old),
-            params, state.best_params,
-        )
+        best_params = tree_where(improved, params, state.best_params)
         return EarlyStoppingState(
             best_metric=jnp.where(improved, metric, state.best_metric),
             best_params=best_params,

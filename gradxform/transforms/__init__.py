@@ -5,6 +5,7 @@ from gradxform.transforms._adadelta import ScaleByAdaDeltaState, adadelta, scale
 from gradxform.transforms._adagrad import ScaleByRssState, adagrad, scale_by_rss
 from gradxform.transforms._adam import ScaleByAdamState, adam, adamw, scale_by_adam
 from gradxform.transforms._clipping import clip, clip_by_global_norm
+from gradxform.transforms._lion import ScaleByLionState, lion, scale_by_lion
 from gradxform.transforms._momentum import EmaState, TraceState, ema, sgd, trace
 from gradxform.transforms._regularization import AddNoiseState, add_decayed_weights, add_l1_decay, add_noise
 from gradxform.transforms._rmsprop import (
@@ -23,6 +24,7 @@ __all__ = [
     "ScaleByAdaDeltaState",
     "ScaleByAdamState",
     "ScaleByBeliefState",
+    "ScaleByLionState",
     "ScaleByRStdDevState",
     "ScaleByRmsState",
     "ScaleByRpropState",
@@ -40,6 +42,7 @@ __all__ = [
     "clip",
     "clip_by_global_norm",
     "ema",
+    "lion",
     "rmsprop",
     "rprop",
     "scale",
@@ -47,6 +50,7 @@ __all__ = [
     "scale_by_adam",
     "scale_by_belief",
     "scale_by_learning_rate",
+    "scale_by_lion",
     "scale_by_rms",
     "scale_by_rprop",
     "scale_by_rss",

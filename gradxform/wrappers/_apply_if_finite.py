@@ -7,41 +7,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradxform import _checks, _tree
+from gradxform import _checks, _hyper, _tree
 from gradxform._base import GradientTransformation
-from gradxform._combine import _call_update, _check_transform
-
-
-def cast_state_like(new: Any, old: Any) -> Any:
-    """`new` with every array leaf cast to the dtype of the matching leaf of `old` (strong types)."""
-    return jax.tree_util.tree_map(
-        lambda n, o: n if o is None else jnp.asarray(n).astype(jnp.asarray(o).dtype),
-        new,
-        old,
-        is_leaf=_tree.is_none,
-    )
-
-
-def cond_inner_update(
-    pred: jax.Array, inner: Any, updates: Any, inner_state: Any, params: Any, extra_args: dict
-) -> tuple[Any, Any]:
-    """``inner.update(...)`` where `pred` is True, else (zero updates, `inner_state` unchanged).
-
-    Runs the inner update only on the taken branch (``lax.cond``); the zeros have
-    the shapes and dtypes the inner update would return. The new inner state is
-    cast to the old one's dtypes so both branches agree and nothing drifts.
-    """
-
-    def run(u, s):
-        new_u, new_s = _call_update(inner, u, s, params, extra_args)
-        return new_u, cast_state_like(new_s, s)
-
-    def skip(u, s):
-        out_u, _ = jax.eval_shape(run, u, s)
-        zeros = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), out_u)
-        return zeros, cast_state_like(s, s)
-
-    return jax.lax.cond(pred, run, skip, updates, inner_state)
+from gradxform._combine import check_transform
+from gradxform._treeops import cond_inner_update
 
 
 def all_finite(tree: Any) -> jax.Array:
@@ -59,6 +28,7 @@ class ApplyIfFiniteState(NamedTuple):
     inner_state: Any  # the inner transformation's state
 
 
+@_hyper.declare(max_consecutive_errors=_hyper.integer(0, draw=(0, 5), source="validator"))
 def apply_if_finite(inner: Any, max_consecutive_errors: int) -> GradientTransformation:
     r"""Wraps `inner` so that a step with a NaN or an infinity in the updates changes nothing.
 
@@ -106,8 +76,7 @@ def apply_if_finite(inner: Any, max_consecutive_errors: int) -> GradientTransfor
         optax.apply_if_finite (the counters' names and meaning).
     """
     fn = "apply_if_finite"
-    _check_transform(inner, f"{fn}: inner")
-    _checks.check_non_negative("max_consecutive_errors", max_consecutive_errors, fn=fn)
+    check_transform(inner, f"{fn}: inner")
 
     def init_fn(params):
         return ApplyIfFiniteState(

@@ -12,7 +12,7 @@ import numpy as np
 
 from gradxform import _checks
 from gradxform._base import GradientTransformation
-from gradxform._combine import _call_update, _check_transform
+from gradxform._combine import call_update, check_transform
 
 _SLOT_KEY = re.compile(r"^([a-z][a-z0-9_]*)\[([0-9,]*)\]$")
 
@@ -154,7 +154,7 @@ def flatten(inner: Any) -> GradientTransformation:
         params if `inner` reads them) besides the unpacked ones.
     """
     fn = "flatten"
-    _check_transform(inner, f"{fn}: inner")
+    check_transform(inner, f"{fn}: inner")
 
     def init_fn(params):
         leaves, treedef = jax.tree_util.tree_flatten(params)
@@ -190,7 +190,7 @@ def flatten(inner: Any) -> GradientTransformation:
             _checks.check_tree_like(params, like, tree_name="params", like_name="params given to init",
                                     fn=fn, allow_none=False)
             p_packed = _pack(treedef.flatten_up_to(params), layout)
-        new_u, inner_state = _call_update(inner, _pack(u_leaves, layout), state.inner_state, p_packed, extra_args)
+        new_u, inner_state = call_update(inner, _pack(u_leaves, layout), state.inner_state, p_packed, extra_args)
 
         out = []
         for i, slot in enumerate(slots):

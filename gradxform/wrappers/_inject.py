@@ -12,7 +12,7 @@ import numpy as np
 
 from gradxform import _checks, _tree
 from gradxform._base import GradientTransformation
-from gradxform._combine import _call_update
+from gradxform._combine import call_update
 
 
 class InjectHyperparamsState(NamedTuple):
@@ -146,7 +146,7 @@ def inject_hyperparams(
             _checks.check_state_type(state, InjectHyperparamsState, f"inject_hyperparams({inner_factory.__name__})")
             stored = {k: v for k, v in state.hyperparams.items() if k not in schedules}
             hps = hyperparams_at(state.count, stored)
-            updates, inner_state = _call_update(build(hps), updates, state.inner_state, params, extra_args)
+            updates, inner_state = call_update(build(hps), updates, state.inner_state, params, extra_args)
             return updates, InjectHyperparamsState(
                 count=_tree.safe_increment(state.count), hyperparams=hps, inner_state=inner_state
             )

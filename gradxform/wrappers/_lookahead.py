@@ -7,9 +7,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradxform import _checks, _tree
+from gradxform import _checks, _hyper, _tree
 from gradxform._base import GradientTransformation
-from gradxform._combine import _call_update, _check_transform
+from gradxform._combine import call_update, check_transform
+from gradxform._treeops import tree_where
 
 
 class LookaheadState(NamedTuple):
@@ -29,6 +30,11 @@ class LookaheadParams(NamedTuple):
         return cls(fast=params, slow=params)
 
 
+@_hyper.declare(
+    sync_period=_hyper.integer(1, draw=(1, 10), source="validator"),
+    slow_step_size=_hyper.number(0.0, 1.0, draw=(0.0, 1.0), source="validator"),
+    reset_state=_hyper.BOOL,
+)
 def lookahead(
     fast_optimizer: Any, sync_period: int, slow_step_size: float, reset_state: bool = False
 ) -> GradientTransformation:
@@ -79,9 +85,7 @@ def lookahead(
         <https://arxiv.org/abs/1907.08610>`_, NeurIPS 2019 (Algorithm 1).
     """
     fn = "lookahead"
-    _check_transform(fast_optimizer, f"{fn}: fast_optimizer")
-    _checks.check_range("sync_period", sync_period, 1, fn=fn)
-    _checks.check_range("slow_step_size", slow_step_size, 0.0, 1.0, fn=fn)
+    check_transform(fast_optimizer, f"{fn}: fast_optimizer")
 
     def init_fn(params):
         fast = params.fast if isinstance(params, LookaheadParams) else params
@@ -94,7 +98,7 @@ def lookahead(
                 f"{fn}.update needs params=LookaheadParams(fast, slow) (LookaheadParams.init_synced(p) "
                 f"to start), got {type(params).__name__}."
             )
-        updates, fast_state = _call_update(fast_optimizer, updates, state.fast_state, params.fast, extra_args)
+        updates, fast_state = call_update(fast_optimizer, updates, state.fast_state, params.fast, extra_args)
         sync = state.steps_since_sync == (jnp.asarray(sync_period).astype(jnp.int32) - 1)
 
         def leaf(u, f, s):
@@ -110,12 +114,7 @@ def lookahead(
 
         fast_u, slow_u = _tree.map_leaves(leaf, updates, params.fast, params.slow, n_out=2)
         if reset_state:
-            fresh = fast_optimizer.init(params.fast)
-            fast_state = jax.tree_util.tree_map(
-                lambda cur, new: jnp.where(sync, jnp.asarray(new).astype(jnp.asarray(cur).dtype), cur),
-                fast_state,
-                fresh,
-            )
+            fast_state = tree_where(sync, fast_optimizer.init(params.fast), fast_state)
         steps = jnp.where(sync, 0, _tree.safe_increment(state.steps_since_sync)).astype(jnp.int32)
         return LookaheadParams(fast=fast_u, slow=slow_u), LookaheadState(fast_state, steps)
 

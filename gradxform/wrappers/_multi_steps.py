@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradxform import _checks, _tree
+from gradxform import _checks, _hyper, _tree
 from gradxform._base import GradientTransformation
-from gradxform._combine import _check_transform
-from gradxform.wrappers._apply_if_finite import cond_inner_update
+from gradxform._combine import check_transform
+from gradxform._treeops import cond_inner_update
 
 
 class MultiStepsState(NamedTuple):
@@ -38,6 +38,7 @@ def skip_not_finite(updates: Any, gradient_step: jax.Array, params: Any) -> tupl
     return num > 0, {"should_skip": num > 0, "num_not_finite": num}
 
 
+@_hyper.declare_class(every_k_schedule=_hyper.integer(1, draw=(1, 4), source="validator"))
 class MultiSteps:
     r"""Accumulates gradients over ``k`` mini-steps, then takes one step of `opt` on their mean.
 
@@ -90,13 +91,13 @@ class MultiSteps:
         accumulator_dtype: Optional[Any] = jnp.float32,
     ):
         fn = "MultiSteps"
-        _check_transform(opt, f"{fn}: opt")
+        check_transform(opt, f"{fn}: opt")
         if callable(every_k_schedule):
+            # The declaration checks an int; a schedule is checked by its value at step 0.
             k0 = every_k_schedule(jnp.zeros([], jnp.int32))
             _checks.check_range("every_k_schedule", k0, 1, fn=fn + " (the schedule's value at step 0)")
             self._every_k = every_k_schedule
         else:
-            _checks.check_range("every_k_schedule", every_k_schedule, 1, fn=fn)
             self._every_k = lambda step: every_k_schedule
         self._opt = opt
         self._use_grad_mean = use_grad_mean

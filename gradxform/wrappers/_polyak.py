@@ -7,9 +7,9 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from gradxform import _checks, _tree
+from gradxform import _checks, _hyper, _tree
 from gradxform._base import GradientTransformation
-from gradxform._combine import _call_update, _check_transform
+from gradxform._combine import apply_updates, call_update, check_transform
 
 
 class PolyakAveragingState(NamedTuple):
@@ -19,6 +19,7 @@ class PolyakAveragingState(NamedTuple):
     inner_state: Any  # the wrapped transformation's state
 
 
+@_hyper.declare(decay=_hyper.DECAY._replace(optional=True), debias=_hyper.BOOL)
 def polyak_averaging(
     inner: Any, decay: Optional[float] = 0.999, debias: bool = True, accumulator_dtype: Optional[Any] = None
 ) -> GradientTransformation:
@@ -60,14 +61,13 @@ def polyak_averaging(
 
     Examples:
         >>> import jax.numpy as jnp, gradxform as gx
-        >>> from gradxform.wrappers import polyak_averaging, polyak_params
-        >>> opt = polyak_averaging(gx.sgd(1.0), decay=None)
+        >>> opt = gx.polyak_averaging(gx.sgd(1.0), decay=None)
         >>> params = jnp.array([0.0])
         >>> state = opt.init(params)
         >>> for g in [-1.0, -1.0, -1.0]:  # iterates 1, 2, 3
         ...     u, state = opt.update(jnp.array([g]), state, params)
         ...     params = gx.apply_updates(params, u)
-        >>> polyak_params(state, like=params).tolist()
+        >>> gx.polyak_params(state, like=params).tolist()
         [2.0]
 
     References:
@@ -75,9 +75,7 @@ def polyak_averaging(
         <https://doi.org/10.1137/0330046>`_, 1992; Ruppert, 1988.
     """
     fn = "polyak_averaging"
-    _check_transform(inner, f"{fn}: inner")
-    if decay is not None:
-        _checks.check_decay("decay", decay, fn=fn)
+    check_transform(inner, f"{fn}: inner")
 
     def acc_dtype(p):
         return accumulator_dtype if accumulator_dtype is not None else _tree.compute_dtype(p.dtype)
@@ -92,26 +90,22 @@ def polyak_averaging(
 
     def update_fn(updates, state, params=None, **extra_args):
         _checks.check_state_type(state, PolyakAveragingState, fn)
-        if params is None:
-            raise ValueError(f"{fn}.update needs the params: call update(updates, state, params).")
-        updates, inner_state = _call_update(inner, updates, state.inner_state, params, extra_args)
+        _checks.require_params(params, fn)
+        updates, inner_state = call_update(inner, updates, state.inner_state, params, extra_args)
         _checks.check_tree_like(updates, params, tree_name="updates", like_name="params", fn=fn)
         count = _tree.safe_increment(state.count)
 
-        def leaf(u, p, m):
+        def average(new_p, m):  # new_p: the params after this step, as apply_updates computes them
             cdt = _tree.compute_dtype(m.dtype)
-            p = jnp.asarray(p)
-            pc = _tree.compute_dtype(p.dtype)
-            new_p = p if u is None else (p.astype(pc) + jnp.asarray(u).astype(pc)).astype(p.dtype)
-            theta = new_p.astype(cdt)
+            theta = jnp.asarray(new_p).astype(cdt)
             if decay is None:
                 m_new = m.astype(cdt) + (theta - m.astype(cdt)) / count.astype(cdt)
             else:
                 b = _tree.hp(decay, cdt)
                 m_new = b * m.astype(cdt) + (1 - b) * theta
-            return (m_new.astype(m.dtype),)
+            return m_new.astype(m.dtype)
 
-        (ema,) = _tree.map_leaves(leaf, updates, params, state.ema, n_out=1)
+        ema = jax.tree_util.tree_map(average, apply_updates(params, updates), state.ema)
         if decay is not None and debias:
             correction = _tree.bias_correction(decay, count, jnp.float32)
         else:
