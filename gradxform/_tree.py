@@ -41,6 +41,19 @@ def real_dtype(dtype: Any) -> np.dtype:
     return np.dtype(np.float64) if cdt in (np.float64, np.complex128) else np.dtype(np.float32)
 
 
+def accumulation_dtype(tree: Any) -> np.dtype:
+    """float64 if any leaf's real compute dtype is float64, else float32.
+
+    The dtype in which a sum over every leaf of `tree` is accumulated (a norm, an
+    inner product, a penalty, a line search's values), so that a float16 or
+    bfloat16 tree is summed in float32 and a float64 one loses nothing.
+    """
+    for x in jax.tree_util.tree_leaves(tree):
+        if real_dtype(jnp.asarray(x).dtype) == np.float64:
+            return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
 def wide(x: jax.Array) -> jax.Array:
     """`x` cast to its compute dtype."""
     return x.astype(compute_dtype(x.dtype))
@@ -274,9 +287,17 @@ def map_leaves(
 
 
 def cast_like(tree: Any, like: Any) -> Any:
-    """Each leaf of `tree` cast to the dtype of the matching leaf of `like`."""
+    """Each leaf of `tree` cast to the dtype of the matching leaf of `like` (strongly typed).
+
+    `like` may hold Python numbers (read as ``jnp.asarray``); a ``None`` in either
+    tree keeps the leaf of `tree` as it is (masked updates, an inner state's empty
+    slots). The one helper for "cast a new state like the old one".
+    """
     return jax.tree_util.tree_map(
-        lambda x, y: None if x is None else jnp.asarray(x).astype(y.dtype), tree, like, is_leaf=is_none
+        lambda x, y: x if x is None or y is None else jnp.asarray(x).astype(jnp.asarray(y).dtype),
+        tree,
+        like,
+        is_leaf=is_none,
     )
 
 
@@ -288,10 +309,7 @@ def global_norm(tree: Any) -> jax.Array:
     leaves = [x for x in jax.tree_util.tree_leaves(tree) if x is not None]
     if not leaves:
         return jnp.zeros((), jnp.float32)
-    acc_dtype = np.dtype(np.float32)
-    for x in leaves:
-        if real_dtype(x.dtype) == np.float64:
-            acc_dtype = np.dtype(np.float64)
+    acc_dtype = accumulation_dtype(leaves)
     total = sum(_sum_sq(x, acc_dtype) for x in leaves)
     return jnp.sqrt(total)
 

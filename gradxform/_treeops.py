@@ -3,16 +3,14 @@
 Each helper is written once, here; the modules import it rather than keeping a
 copy of their own:
 
-* `accumulation_dtype`: the dtype of a sum over a whole tree (an inner product,
-  a penalty, a line search's values and step sizes);
 * `tree_vdot`: :math:`\\sum_{\\text{leaves}} \\langle a, b \\rangle`;
 * `ravel`: a tree as one vector, and back (Newton's dense solve);
-* `cast_tree_like`, `tree_where`: casting and selecting whole trees (states);
+* `tree_where`: selecting whole trees (states);
 * `cond_inner_update`: an inner transformation's update on the steps that use it.
 
 Helpers that already had a home keep it: `_tree.scale_tree` (a tree times a
 scalar), `_tree.cast_like`, `_tree.compute_dtype` / `_tree.real_dtype` /
-`_tree.wide` (the "at least float32" rule), `_combine.call_update` (an inner
+`_tree.wide`, `_tree.accumulation_dtype` (the "at least float32" rule), `_combine.call_update` (an inner
 update, with the extra arguments it takes), `_combine.check_transform` and
 `_checks.require_params` (the "update needs the params" error).
 """
@@ -27,18 +25,6 @@ import numpy as np
 
 from gradxform import _tree
 from gradxform._combine import call_update
-
-
-def accumulation_dtype(tree: Any) -> np.dtype:
-    """float64 if any leaf's (real) compute dtype is float64, else float32.
-
-    The dtype in which a sum over every leaf of `tree` is accumulated, so that
-    a float16 or bfloat16 tree is summed in float32 and a float64 one loses nothing.
-    """
-    for x in jax.tree_util.tree_leaves(tree):
-        if _tree.real_dtype(jnp.asarray(x).dtype) == np.float64:
-            return np.dtype(np.float64)
-    return np.dtype(np.float32)
 
 
 def tree_vdot(a: Any, b: Any, dtype: Any) -> jax.Array:
@@ -59,7 +45,7 @@ def ravel(tree: Any) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
     """
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     leaves = [jnp.asarray(x) for x in leaves]
-    dtype = accumulation_dtype(leaves)
+    dtype = _tree.accumulation_dtype(leaves)
     shapes = [x.shape for x in leaves]
     dtypes = [x.dtype for x in leaves]
     sizes = [int(np.prod(s)) for s in shapes]
@@ -77,21 +63,6 @@ def ravel(tree: Any) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
         return treedef.unflatten(out)
 
     return flat, unravel
-
-
-def cast_tree_like(tree: Any, like: Any) -> Any:
-    """Each leaf of `tree` cast to the dtype of the matching leaf of `like` (strong types).
-
-    Like `_tree.cast_like`, but `like` may hold Python numbers (read as
-    ``jnp.asarray``) and ``None`` (the leaf of `tree` is kept as it is), as the
-    state of an arbitrary inner transformation may.
-    """
-    return jax.tree_util.tree_map(
-        lambda x, y: x if y is None else jnp.asarray(x).astype(jnp.asarray(y).dtype),
-        tree,
-        like,
-        is_leaf=_tree.is_none,
-    )
 
 
 def tree_where(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
@@ -113,11 +84,11 @@ def cond_inner_update(
 
     def run(u, s):
         new_u, new_s = call_update(inner, u, s, params, extra_args)
-        return new_u, cast_tree_like(new_s, s)
+        return new_u, _tree.cast_like(new_s, s)
 
     def skip(u, s):
         out_u, _ = jax.eval_shape(run, u, s)
         zeros = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), out_u)
-        return zeros, cast_tree_like(s, s)
+        return zeros, _tree.cast_like(s, s)
 
     return jax.lax.cond(pred, run, skip, updates, inner_state)

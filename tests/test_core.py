@@ -7,6 +7,8 @@ hyperparameter in float32 and matches the float64 NumPy reference more closely
 (see test_registry.py for the tight reference parity).
 """
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -260,3 +262,27 @@ def test_readme_chain_trains_under_jit():
     for _ in range(100):
         params, state = step(params, state)
     assert float(loss(params)) < 0.5 * first
+
+
+_PACKAGES = ["gradxform", "gradxform.transforms", "gradxform.schedules", "gradxform.wrappers",
+             "gradxform.second_order", "gradxform.nn", "gradxform.training", "gradxform.testing",
+             "gradxform.testing.reference", "gradxform.testing.strategies"]
+
+
+@pytest.mark.parametrize("package", _PACKAGES)
+def test_public_names_are_listed_sorted_and_resolve(package):
+    module = importlib.import_module(package)
+    names = list(module.__all__)
+    assert names == sorted(names), f"{package}.__all__ is not sorted"
+    assert len(set(names)) == len(names), f"{package}.__all__ lists a name twice"
+    for name in names:
+        assert getattr(module, name, None) is not None, f"{package}.{name} does not resolve"
+
+
+@pytest.mark.parametrize("package", ["gradxform.transforms", "gradxform.schedules", "gradxform.wrappers"])
+def test_top_level_re_exports_every_transform_schedule_and_wrapper(package):
+    """API.md: these names are importable from `gradxform` itself, as the same objects."""
+    module = importlib.import_module(package)
+    missing = [n for n in module.__all__ if getattr(gx, n, None) is not getattr(module, n)]
+    assert not missing, f"add to gradxform/__init__.py: {missing}"
+    assert not [n for n in module.__all__ if n not in gx.__all__]

@@ -253,6 +253,7 @@ _REQUIRED = {
     "lookahead": lambda: {"fast_optimizer": gx.sgd(0.1)},
     "apply_if_finite": lambda: {"inner": gx.sgd(0.1)},
     "MultiSteps": lambda: {"opt": gx.sgd(0.1)},
+    "polyak_averaging": lambda: {"inner": gx.sgd(0.1)},
 }
 
 

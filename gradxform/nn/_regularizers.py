@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from gradxform import _checks, _tree, _treeops
+from gradxform import _checks, _tree
 
 
 def dropout(
@@ -134,7 +134,7 @@ def smooth_labels(one_hot: jax.Array, epsilon: float) -> jax.Array:
 
 def _sum_over_leaves(params: Any, term: Callable[[jax.Array], jax.Array]) -> jax.Array:
     leaves = [jnp.asarray(p) for p in jax.tree_util.tree_leaves(params)]
-    acc = _treeops.accumulation_dtype(leaves)
+    acc = _tree.accumulation_dtype(leaves)
     total = jnp.zeros((), acc)
     for p in leaves:
         total = total + jnp.sum(term(p.astype(acc)))

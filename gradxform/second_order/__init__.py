@@ -1,6 +1,10 @@
 """Second-order methods: Hessian-vector products, AdaHessian, Newton, L-BFGS and line searches."""
 
-from gradxform.second_order._adahessian import ScaleByAdaHessianState, adahessian, scale_by_adahessian
+from gradxform.second_order._adahessian import (
+    ScaleByAdaHessianState,
+    adahessian,
+    scale_by_adahessian,
+)
 from gradxform.second_order._hvp import (
     dense_hessian,
     grad_and_hutchinson_diagonal,

@@ -22,7 +22,7 @@ from gradxform import _checks, _tree, _treeops
 def _cast_tangent(v: Any, params: Any) -> Any:
     """`v` cast leaf by leaf to the params' dtypes (jvp needs tangents of the primal dtype)."""
     _checks.check_tree_like(v, params, tree_name="v", like_name="params", fn="hvp", allow_none=False)
-    return _treeops.cast_tree_like(v, params)
+    return _tree.cast_like(v, params)
 
 
 def _grad_and_hvp(fn: Callable[[Any], jax.Array], params: Any, v: Any) -> tuple[Any, Any]:

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 from gradxform import _checks, _hyper, _tree
 from gradxform._base import GradientTransformation, ScalarOrSchedule, identity
 from gradxform._combine import chain
-from gradxform._treeops import accumulation_dtype, tree_vdot
+from gradxform._tree import accumulation_dtype
+from gradxform._treeops import tree_vdot
 from gradxform.second_order._linesearch import scale_by_zoom_linesearch
 from gradxform.transforms._scale import scale, scale_by_learning_rate
 

@@ -20,8 +20,8 @@ import numpy as np
 from gradxform import _checks, _hyper, _tree
 from gradxform._base import GradientTransformation
 from gradxform._combine import apply_updates
-from gradxform._treeops import accumulation_dtype, tree_vdot, tree_where
-
+from gradxform._tree import accumulation_dtype
+from gradxform._treeops import tree_vdot, tree_where
 
 # ----------------------------------------------------------------------------- helpers
 
