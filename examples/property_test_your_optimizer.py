@@ -23,8 +23,7 @@ import jax.numpy as jnp
 from hypothesis import strategies as st
 
 import gradxform as gx
-from gradxform.testing import check_transformation
-from gradxform.testing.laws import LawViolation, check_transformation_property
+from gradxform.testing import LawViolation, check_transformation, check_transformation_property
 
 
 # ---- your transformation ---------------------------------------------------------------

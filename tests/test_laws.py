@@ -5,6 +5,8 @@ that law alone must raise an ``AssertionError`` whose report names the law and
 the key path of the leaf where it broke.
 """
 
+import ast
+import pathlib
 import re
 from typing import Any, NamedTuple
 
@@ -187,6 +189,59 @@ def test_every_law_has_a_broken_example():
     assert set(BROKEN) == set(L.LAWS)
 
 
+def test_each_law_is_one_record_and_the_tables_derive_from_it():
+    for name, law in L.LAWS.items():
+        assert isinstance(law, L.Law) and law.name == name and law.statement
+        assert (law.check is None) == (name == "runs")
+        assert (law.hint is None) == (name == "runs")
+    assert L.OPTIONAL_LAWS == ("none_leaves", "masked", "ignores_extra_args")
+    assert L.DEFAULT_LAWS == tuple(n for n in L.LAWS if n != "runs" and n not in L.OPTIONAL_LAWS)
+    compiled = {n: law.compiles for n, law in L.LAWS.items() if law.compiles is not None}
+    assert compiled == {"no_retrace": 2, "jit_consistent": 2, "lax_cond": 1, "lax_scan": 1}
+
+
+def _imports(path: pathlib.Path, package: str) -> set:
+    """The gradxform.testing modules that the module at `path` imports (at any depth)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        found |= {n for n in names if n.startswith(package)}
+    return found
+
+
+def test_testing_modules_import_without_cycles():
+    """strategies imports neither the laws nor the runner; only the hypothesis driver imports strategies."""
+    root = pathlib.Path(gx.testing.__file__).parent
+    package = "gradxform.testing"
+    modules = {}
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).with_suffix("")
+        parts = [p for p in rel.parts if p != "__init__"]
+        modules[".".join([package] + parts)] = path
+    graph = {m: {i for i in _imports(p, package) if i in modules and i != m} for m, p in modules.items()}
+    # The package __init__ only loads sub-modules lazily (by name, with importlib).
+    assert graph[package] == set()
+    importers_of_strategies = {m for m, deps in graph.items() if f"{package}.strategies" in deps}
+    assert importers_of_strategies <= {f"{package}._property"}
+    reach = {}
+
+    def reachable(m, seen=()):
+        if m in seen:
+            raise AssertionError(f"import cycle: {' -> '.join(seen + (m,))}")
+        if m not in reach:
+            reach[m] = set(graph[m]).union(*[reachable(d, seen + (m,)) for d in graph[m]])
+        return reach[m]
+
+    for m in graph:
+        reachable(m)
+    assert not reach[f"{package}.strategies"] & {f"{package}.laws", f"{package}._runner", f"{package}._property"}
+
+
 @pytest.mark.parametrize("law", list(L.LAWS))
 def test_law_fails_on_a_broken_transformation(law):
     make, where, kwargs = BROKEN[law]
@@ -230,7 +285,7 @@ def test_report_names_step_example_and_hint():
 
 def test_all_broken_laws_are_reported():
     bad = stateless(lambda u: tmap(lambda g: g.astype(F32) / jnp.abs(g.astype(F32)), u))
-    with pytest.raises(L.LawViolation) as info:
+    with pytest.raises(gx.testing.LawViolation) as info:
         check_transformation(bad, PARAMS, laws=["updates_dtype", "finite"])
     assert info.value.laws == ["updates_dtype", "finite"]
 
@@ -309,20 +364,20 @@ def test_unknown_law_is_an_error():
 
 def test_grads_need_their_params():
     with pytest.raises(ValueError, match="params="):
-        check_transformation(gx.identity(), grads=L.make_grads(PARAMS, 2))
+        check_transformation(gx.identity(), grads=gx.testing.make_grads(PARAMS, 2))
 
 
 # --------------------------------------------------------------------------- examples and gradients
 
 
 def test_default_examples_cover_dtypes_scalars_empty_axes_and_node_types():
-    examples = L.default_examples()
+    examples = gx.testing.default_examples()
     leaves = [x for e in examples for x in jax.tree_util.tree_leaves(e.params)]
     assert {np.dtype(x.dtype) for x in leaves} == {np.dtype(F32), np.dtype(BF16)}
     assert any(x.ndim == 0 for x in leaves) and any(x.size == 0 for x in leaves)
     nested = examples[-1].params
-    assert isinstance(nested, list) and isinstance(nested[0], tuple) and isinstance(nested[1], L.Layer)
-    thorough = L.default_examples(thorough=True)
+    assert isinstance(nested, list) and isinstance(nested[0], tuple) and isinstance(nested[1], gx.testing.Layer)
+    thorough = gx.testing.default_examples(thorough=True)
     def first_dtype(tree):
         return np.dtype(jax.tree_util.tree_leaves(tree)[0].dtype)
 
@@ -335,11 +390,11 @@ def flat(tree):
 
 
 def test_default_gradients_have_zero_steps_and_zero_coordinates():
-    grads = L.make_grads(PARAMS, 5, thorough=True)
+    grads = gx.testing.make_grads(PARAMS, 5, thorough=True)
     assert all(not np.any(np.asarray(x, np.float32)) for x in jax.tree_util.tree_leaves(grads[1]))
     for g in grads:
         assert all(float(x.reshape(-1)[0]) == 0 for x in jax.tree_util.tree_leaves(g) if x.size > 1)
-    scalar = L.make_grads({"s": jnp.ones((), F32)}, 3)
+    scalar = gx.testing.make_grads({"s": jnp.ones((), F32)}, 3)
     assert float(scalar[0]["s"]) != 0  # a scalar leaf does receive gradient
     magnitude = [max(np.abs(np.asarray(x, np.float32)).max() for x in flat(g)) for g in grads]
     assert magnitude[3] > 100 and magnitude[4] < 0.1  # huge and tiny steps
@@ -354,7 +409,7 @@ def test_thorough_check_holds_for_gradxform_adam():
 
 
 def test_property_variant_passes_on_a_correct_transformation():
-    L.check_transformation_property(
+    gx.testing.check_transformation_property(
         lambda decay, nesterov: gx.trace(decay, nesterov),
         hyperparameters="trace",
         max_examples=3,
@@ -371,7 +426,7 @@ def test_property_variant_shrinks_and_reports_the_example():
         return stateless(lambda u: tmap(leaf, u))
 
     with pytest.raises(AssertionError, match="law 'updates_dtype'") as info:
-        L.check_transformation_property(
+        gx.testing.check_transformation_property(
             promotes_float16,
             hyperparameters={"scale": st.floats(0.5, 2.0)},
             max_examples=30,

@@ -46,8 +46,7 @@ import numpy as np
 import pytest
 
 import gradxform as gx
-from gradxform.testing import check_against_reference, check_transformation, reference
-from gradxform.testing.laws import LawViolation
+from gradxform.testing import LawViolation, check_against_reference, check_transformation, reference
 
 F32 = jnp.float32
 

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 import pytest
 
+from gradxform.testing import check_against_reference
 from gradxform.testing import reference as R
 
 EXACT = dict(rtol=1e-12, atol=1e-15)
@@ -82,7 +83,7 @@ def test_scale_and_learning_rate_by_hand():
     assert_updates(R.scale_by_learning_rate(None), [2.0], [2.0])
 
 
-def test_clip_is_seed_formula_by_hand():
+def test_clip_is_elementwise_formula_by_hand():
     # d * MAX / max(|d|, MAX), MAX = 1: 3 -> 3/3, -0.5 -> -0.5/1, -2 -> -2/2, 1 -> 1/1
     ref = R.clip(1.0)
     g = {"x": np.array([3.0, -0.5, -2.0, 1.0])}
@@ -126,29 +127,29 @@ def test_sgd_by_hand():
     assert_updates(R.sgd(0.1, momentum=0.9, nesterov=True), [2.0, -1.0], [-0.38, 0.028])
 
 
-def test_momentum_seed_by_hand():
+def test_momentum_velocity_by_hand():
     # v1 = 0.9 * 0 - 0.1 * 2 = -0.2;  v2 = 0.9 * (-0.2) - 0.1 * (-1) = -0.08
-    assert_updates(R.momentum_seed(0.1, 0.9), [2.0, -1.0], [-0.2, -0.08])
+    assert_updates(R.momentum_velocity(0.1, 0.9), [2.0, -1.0], [-0.2, -0.08])
 
 
-def test_momentum_seed_equals_sgd_momentum_for_constant_lr():
+def test_momentum_velocity_equals_sgd_momentum_for_constant_lr():
     rng = np.random.default_rng(1)
-    seed_form, optax_form = R.momentum_seed(0.05, 0.8), R.sgd(0.05, momentum=0.8)
+    velocity_form, optax_form = R.momentum_velocity(0.05, 0.8), R.sgd(0.05, momentum=0.8)
     params = {"w": np.zeros((2, 3))}
-    s1, s2 = seed_form.init(params), optax_form.init(params)
+    s1, s2 = velocity_form.init(params), optax_form.init(params)
     for _ in range(10):
         g = {"w": rng.standard_normal((2, 3))}
-        u1, s1 = seed_form.update(g, s1, params)
+        u1, s1 = velocity_form.update(g, s1, params)
         u2, s2 = optax_form.update(g, s2, params)
         np.testing.assert_allclose(u1["w"], u2["w"], **EXACT)
-        # v_seed = -lr * trace
+        # velocity = -lr * trace
         np.testing.assert_allclose(s1["velocity"]["w"], -0.05 * s2[0]["trace"]["w"], **EXACT)
 
 
-def test_momentum_seed_differs_from_sgd_under_schedule():
+def test_momentum_velocity_differs_from_sgd_under_schedule():
     lr = lambda count: [1.0, 0.5][count]  # noqa: E731
-    # seed: v1 = -1 * 1 = -1;  v2 = 0.9 * (-1) - 0.5 * 1 = -1.4
-    assert_updates(R.momentum_seed(lr, 0.9), [1.0, 1.0], [-1.0, -1.4])
+    # velocity form: v1 = -1 * 1 = -1;  v2 = 0.9 * (-1) - 0.5 * 1 = -1.4
+    assert_updates(R.momentum_velocity(lr, 0.9), [1.0, 1.0], [-1.0, -1.4])
     # sgd: t1 = 1, u1 = -1;  t2 = 1 + 0.9 = 1.9, u2 = -0.5 * 1.9 = -0.95
     assert_updates(R.sgd(lr, momentum=0.9), [1.0, 1.0], [-1.0, -0.95])
 
@@ -207,8 +208,8 @@ def test_adagrad_by_hand_optax_form():
     np.testing.assert_allclose(state["sum_of_squares"]["x"], 5.1, **EXACT)
 
 
-def test_adagrad_by_hand_seed_form():
-    # seed: r0 = 0;  r1 = 4, r2 = 5;  u = -lr * g / (delta + sqrt(r))
+def test_adagrad_by_hand_textbook_form():
+    # Goodfellow et al. (2016), Algorithm 8.4: r0 = 0;  r1 = 4, r2 = 5;  u = -lr * g / (delta + sqrt(r))
     expected = [-0.1 * 2.0 / (1e-7 + 2.0), -0.1 * -1.0 / (1e-7 + math.sqrt(5.0))]
     assert_updates(R.adagrad(0.1, initial_accumulator_value=0.0, eps_in_sqrt=False), [2.0, -1.0], expected)
 
@@ -232,7 +233,7 @@ def test_rmsprop_by_hand():
     # nu1 = 0.1 * 4 = 0.4;  nu2 = 0.9 * 0.4 + 0.1 * 1 = 0.46
     expected = [-0.1 * 2.0 / math.sqrt(0.4 + 1e-8), -0.1 * -1.0 / math.sqrt(0.46 + 1e-8)]
     assert_updates(R.rmsprop(0.1), [2.0, -1.0], expected)
-    # eps outside the root (seed decks 000/002), eps = 0.1 to make it visible
+    # eps outside the root (PyTorch's RMSprop), eps = 0.1 to make it visible
     expected = [-0.1 * 2.0 / (math.sqrt(0.4) + 0.1), -0.1 * -1.0 / (math.sqrt(0.46) + 0.1)]
     assert_updates(R.rmsprop(0.1, eps=0.1, eps_in_sqrt=False), [2.0, -1.0], expected)
     # inside the root with the same eps: 2 / sqrt(0.4 + 0.1)
@@ -276,7 +277,7 @@ def test_adam_by_hand():
 def test_adam_eps_variants_by_hand():
     # eps_root inside the root: 2 / (sqrt(4 + 1) + 1e-8)
     assert_updates(R.adam(1.0, eps_root=1.0), [2.0], [-2.0 / (math.sqrt(5.0) + 1e-8)])
-    # eps outside (default): 2 / (sqrt(4) + 1) = 2/3;  seed deck 003, inside: 2 / sqrt(4 + 1)
+    # eps outside (default, Kingma & Ba): 2 / (sqrt(4) + 1) = 2/3;  eps inside the root: 2 / sqrt(4 + 1)
     assert_updates(R.adam(1.0, eps=1.0), [2.0], [-2.0 / 3.0])
     assert_updates(R.adam(1.0, eps=1.0, eps_in_sqrt=True), [2.0], [-2.0 / math.sqrt(5.0)])
 
@@ -298,7 +299,7 @@ def test_adamw_variants_by_hand():
     # p = 3, g = 2, adam step = 2 / (2 + 1e-8)
     a = 2.0 / (2.0 + 1e-8)
     assert_updates(R.adamw(0.1, weight_decay=0.01), [2.0], [-0.1 * (a + 0.01 * 3.0)], params=3.0)
-    assert_updates(R.adamw(0.1, weight_decay=0.01, variant="seed"), [2.0], [-0.1 * a - 0.01 * 3.0], params=3.0)
+    assert_updates(R.adamw(0.1, weight_decay=0.01, variant="paper"), [2.0], [-0.1 * a - 0.01 * 3.0], params=3.0)
     with pytest.raises(ValueError, match="variant"):
         R.adamw(0.1, variant="pytorch")
 
@@ -402,6 +403,67 @@ def test_optax_rprop_returns_previous_step_update(optax_promotion):
     np.testing.assert_allclose(ref_out, [[-0.1, -0.1], [-0.12, -0.12], [-0.144, 0.0]], **EXACT)
     # optax 0.2.8 lags one step: zeros first, then the previous step's update (0 on a sign change)
     np.testing.assert_allclose(tx_out, [[0.0, 0.0], [-0.1, -0.1], [-0.12, 0.0]], rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- wrappers
+
+
+def test_wrappers_take_the_one_adam():
+    """apply_if_finite, MultiSteps and polyak_averaging wrap the same `adam` the optimizers are checked against."""
+    rng = np.random.default_rng(4)
+    params = {"a": np.zeros(3)}
+    plain, wrapped = R.adam(0.1), R.apply_if_finite(R.adam(0.1), 2)
+    s1, s2 = plain.init(params), wrapped.init(params)
+    for _ in range(3):
+        g = {"a": rng.standard_normal(3)}
+        u1, s1 = plain.update(g, s1, params)
+        u2, s2 = wrapped.update(g, s2, params)
+        np.testing.assert_array_equal(u1["a"], u2["a"])
+    # a non-finite step: zeros, the inner state kept, the counters counting
+    u, s3 = wrapped.update({"a": np.array([1.0, np.nan, 0.0])}, s2, params)
+    np.testing.assert_array_equal(u["a"], np.zeros(3))
+    assert s3["inner"] is s2["inner"] and (s3["count"], s3["total"]) == (1, 1)
+    # MultiSteps(adam, 2): zeros, then adam on the mean of the two gradients
+    acc = R.MultiSteps(R.adam(0.1), 2)
+    state = acc.init(params)
+    u, state = acc.update({"a": np.array([1.0, 2.0, 3.0])}, state, params)
+    np.testing.assert_array_equal(u["a"], np.zeros(3))
+    u, state = acc.update({"a": np.array([3.0, -2.0, 1.0])}, state, params)
+    expected, _ = R.adam(0.1).update({"a": np.array([2.0, 0.0, 2.0])}, R.adam(0.1).init(params), params)
+    np.testing.assert_allclose(u["a"], expected["a"], **EXACT)
+    # polyak_averaging passes the inner updates through unchanged
+    avg = R.polyak_averaging(R.adam(0.1), 0.9)
+    u, _ = avg.update({"a": np.array([2.0, 0.0, 2.0])}, avg.init(params), params)
+    np.testing.assert_array_equal(u["a"], expected["a"])
+
+
+def test_second_order_and_wrapper_references_are_references():
+    hessian_diag_fn = lambda params, grads: jax.tree.map(lambda g: g * g + 1.0, grads)  # noqa: E731
+    refs = [
+        R.scale_by_adahessian(hessian_diag_fn=hessian_diag_fn),
+        R.adahessian(0.1, hessian_diag_fn=hessian_diag_fn),
+        R.scale_by_newton(hessian_fn=lambda params, grads: np.eye(3)),
+        R.scale_by_lbfgs(),
+        R.lbfgs(0.1),
+        R.apply_if_finite(R.adam(0.1), 2),
+        R.MultiSteps(R.adam(0.1), 1),
+        R.reduce_on_plateau(value_fn=lambda params, grads: 1.0),
+        R.polyak_averaging(R.adam(0.1)),
+    ]
+    params = {"a": np.ones(3, np.float32)}
+    for ref in refs:
+        assert isinstance(ref, R.Reference)
+        u, _ = ref.update({"a": np.full(3, 0.5, np.float32)}, ref.init(params), params)
+        assert u["a"].dtype == np.float32 and np.all(np.isfinite(u["a"]))
+
+
+def test_newton_reference_solves_the_damped_system():
+    # H = diag(2, 4), g = (2, 4): u = H^{-1} g = (1, 1); with damping 2: (2/4, 4/6)
+    ref = R.scale_by_newton(hessian_fn=lambda params, grads: np.diag([2.0, 4.0]))
+    u, _ = ref.update({"x": np.array([2.0, 4.0])}, {}, {"x": np.zeros(2)})
+    np.testing.assert_allclose(u["x"], [1.0, 1.0], **EXACT)
+    u, _ = R.scale_by_newton(2.0).update({"x": np.array([2.0, 4.0])}, {}, None, hessian=np.diag([2.0, 4.0]))
+    np.testing.assert_allclose(u["x"], [0.5, 4.0 / 6.0], **EXACT)
 
 
 # ----------------------------------------------------------------------------- optimizers vs their parts
@@ -516,20 +578,20 @@ def adam_without_bias_correction(lr, b1=0.9, b2=0.999, eps=1e-8):
 
 
 def test_check_passes_for_matching_pair(optax_promotion):
-    report = R.check_against_reference(optax.adam(0.1), R.adam(0.1))
+    report = check_against_reference(optax.adam(0.1), R.adam(0.1))
     assert report["steps"] == 5 and report["max_abs_error"] < 1e-5
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 def test_check_passes_in_low_precision(dtype, optax_promotion):
-    R.check_against_reference(optax.adam(0.1), R.adam(0.1), steps=3, dtype=dtype)
+    check_against_reference(optax.adam(0.1), R.adam(0.1), steps=3, dtype=dtype)
 
 
 def test_check_names_step_and_leaf_on_wrong_hyperparameter(optax_promotion):
     # b1 cancels in Adam's first bias-corrected step (mu_hat_1 = g), so step 2 is the first to differ;
     # ['b'] is the first leaf in flattening order (dict keys sorted: b, nested, w).
     with pytest.raises(AssertionError) as info:
-        R.check_against_reference(optax.adam(0.1), R.adam(0.1, b1=0.8))
+        check_against_reference(optax.adam(0.1), R.adam(0.1, b1=0.8))
     message = str(info.value)
     assert "step 2 of 5" in message and "leaf ['b']" in message
     assert "max abs error" in message and "expected (reference) vs got" in message
@@ -538,7 +600,7 @@ def test_check_names_step_and_leaf_on_wrong_hyperparameter(optax_promotion):
 def test_check_catches_adam_without_bias_correction(optax_promotion):
     # step 1: mu = 0.1 g, nu = 0.001 g^2 -> -lr * 0.1 / sqrt(0.001) sign(g) ~ 3.16x too large
     with pytest.raises(AssertionError, match=r"step 1 of 3, leaf \['b'\]"):
-        R.check_against_reference(adam_without_bias_correction(0.1), R.adam(0.1), steps=3, jit=False)
+        check_against_reference(adam_without_bias_correction(0.1), R.adam(0.1), steps=3, jit=False)
 
 
 def test_check_names_nested_key_path(optax_promotion):
@@ -550,13 +612,23 @@ def test_check_names_nested_key_path(optax_promotion):
         return jax.tree_util.tree_map_with_path(double, updates), state
 
     with pytest.raises(AssertionError, match=r"step 1 of 5, leaf \['nested'\]\[0\]"):
-        R.check_against_reference(optax.GradientTransformation(sgd.init, update), R.sgd(0.1), jit=False)
+        check_against_reference(optax.GradientTransformation(sgd.init, update), R.sgd(0.1), jit=False)
+
+
+def test_check_rejects_a_finite_value_where_the_reference_is_infinite():
+    """Non-finite values must match exactly (an infinite expected value is no infinite tolerance)."""
+    def update(grads, state, params=None, **extra_args):
+        return jax.tree.map(lambda x: np.full_like(x, np.inf), grads), state
+
+    infinite = R.Reference(lambda p: (), update)
+    with pytest.raises(AssertionError, match=r"step 1 of 5, leaf \['b'\]"):
+        check_against_reference(optax.identity(), infinite, jit=False)
 
 
 def test_check_reports_structure_mismatch():
     bad = optax.GradientTransformation(lambda p: (), lambda g, s, p=None: (jax.tree_util.tree_leaves(g), s))
     with pytest.raises(AssertionError, match="structure"):
-        R.check_against_reference(bad, R.identity(), jit=False)
+        check_against_reference(bad, R.identity(), jit=False)
 
 
 def test_check_feeds_cast_grads_with_zeros_and_extra_args():
@@ -576,7 +648,7 @@ def test_check_feeds_cast_grads_with_zeros_and_extra_args():
         return jax.tree.map(lambda x: (np.float64(factor) * x.astype(np.float64)).astype(x.dtype), grads), state
 
     tx, ref = optax.GradientTransformation(lambda p: (), tx_update), R.Reference(lambda p: (), ref_update)
-    R.check_against_reference(tx, ref, steps=3, dtype=jnp.bfloat16, extra_args_fn=extra_args_fn)
+    check_against_reference(tx, ref, steps=3, dtype=jnp.bfloat16, extra_args_fn=extra_args_fn)
     assert [step for step, _ in seen] == [1, 2, 3]
     assert all(leaf.dtype == jnp.bfloat16 for _, g in seen for leaf in jax.tree_util.tree_leaves(g))
     zeros_per_step = [sum(int(jnp.sum(leaf == 0)) for leaf in jax.tree_util.tree_leaves(g)) for _, g in seen]
@@ -587,6 +659,6 @@ def test_check_feeds_cast_grads_with_zeros_and_extra_args():
 def test_check_accepts_given_params_and_grads(optax_promotion):
     params = {"x": np.array([1.0, -1.0])}
     grads = [{"x": np.array([0.5, 0.0])}, {"x": np.array([-1.0, 2.0])}]
-    R.check_against_reference(optax.adagrad(0.1), R.adagrad(0.1), steps=2, params=params, grads=grads)
+    check_against_reference(optax.adagrad(0.1), R.adagrad(0.1), steps=2, params=params, grads=grads)
     with pytest.raises(ValueError, match="2 gradient trees"):
-        R.check_against_reference(optax.adagrad(0.1), R.adagrad(0.1), steps=3, params=params, grads=grads)
+        check_against_reference(optax.adagrad(0.1), R.adagrad(0.1), steps=3, params=params, grads=grads)

@@ -13,7 +13,6 @@ import optax
 import pytest
 
 import gradxform as gx
-from gradxform.testing import reference
 from gradxform.testing.registry import INVALID_CASES, REGISTRY
 
 loose = jax.numpy_dtype_promotion("standard")  # optax relies on implicit promotion
@@ -44,14 +43,14 @@ def _extra(entry, step, params, grads):
 
 @pytest.mark.parametrize("entry", WITH_REFERENCE, ids=str)
 def test_reference_parity_float32(entry):
-    reference.check_against_reference(
+    gx.testing.check_against_reference(
         entry.build(), entry.reference(), steps=6, dtype=np.float32, extra_args_fn=entry.extra_args_fn
     )
 
 
 @pytest.mark.parametrize("entry", WITH_REFERENCE, ids=str)
 def test_reference_parity_bfloat16(entry):
-    reference.check_against_reference(
+    gx.testing.check_against_reference(
         entry.build(), entry.reference(), steps=4, dtype=jnp.bfloat16, extra_args_fn=entry.extra_args_fn
     )
 

@@ -62,7 +62,7 @@ def test_pytrees_empty_axes_occur():
 
 @pytest.mark.parametrize(
     "node_type",
-    [dict, list, tuple, gst.Layer],
+    [dict, list, tuple, gx.testing.Layer],
     ids=["dict", "list", "tuple", "namedtuple"],
 )
 def test_pytrees_node_type_occurs(node_type):

@@ -29,6 +29,19 @@ def _spatially_averaged(d: jax.Array, axes: Sequence[int]) -> jax.Array:
 _HESSIAN_POWER = _hyper.number(0.0, 1.0, draw=(0.0, 1.0), source="validator (the paper's range)")
 
 
+@_tree.leaf_rule(static=("spatial_axes",))
+def _adahessian_rule(g, mu, nu, d, scalars, *, spatial_axes):
+    s, power = scalars
+    x = g.astype(s.eps.dtype)
+    d = d.astype(x.dtype)
+    if spatial_axes is not None and d.ndim == 4:
+        d = _spatially_averaged(d, spatial_axes)
+    mu_new = _tree.update_moment(x, mu, s.b1)
+    nu_new = _tree.update_moment(d * d, nu, s.b2)
+    u = (mu_new / s.bc1) / (jnp.sqrt(nu_new / s.bc2) ** power + s.eps)
+    return u.astype(g.dtype), mu_new.astype(mu.dtype), nu_new.astype(nu.dtype)
+
+
 @_hyper.declare(b1=_hyper.DECAY, b2=_hyper.DECAY, eps=_hyper.EPS, hessian_power=_HESSIAN_POWER)
 def scale_by_adahessian(
     b1=0.9,
@@ -120,23 +133,13 @@ def scale_by_adahessian(
         )
         count = _tree.safe_increment(state.count)
 
-        def leaf(g, m, v, d):
-            if g is None:
-                return None, m, v
-            cdt = _tree.compute_dtype(g.dtype)
-            beta1, beta2 = _tree.hp(b1, cdt), _tree.hp(b2, cdt)
-            g_ = g.astype(cdt)
-            d_ = jnp.asarray(d).astype(cdt)
-            if spatial_average and d_.ndim == 4:
-                d_ = _spatially_averaged(d_, spatial_axes)
-            m_new = (1 - beta1) * g_ + beta1 * m.astype(cdt)
-            v_new = (1 - beta2) * (d_ * d_) + beta2 * v.astype(cdt)
-            m_hat = m_new / _tree.bias_correction(b1, count, cdt)
-            v_hat = v_new / _tree.bias_correction(b2, count, cdt)
-            u = m_hat / (jnp.sqrt(v_hat) ** _tree.hp(hessian_power, cdt) + _tree.hp(eps, cdt))
-            return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+        def scalars(dtype):
+            return _tree.moment_scalars(b1, b2, eps, 0.0, count, dtype), _tree.hp(hessian_power, dtype)
 
-        updates, mu, nu = _tree.map_leaves(leaf, updates, state.mu, state.nu, hessian_diag, n_out=3)
+        updates, mu, nu = _tree.apply_rule(
+            _adahessian_rule, updates, state.mu, state.nu, inputs=(hessian_diag,), scalars=scalars,
+            spatial_axes=spatial_axes if spatial_average else None,
+        )
         return updates, ScaleByAdaHessianState(count=count, mu=mu, nu=nu)
 
     return GradientTransformation(init_fn, update_fn)

@@ -53,15 +53,14 @@ from gradxform.testing._hyper_strategies import (
     invalid_hyperparameters,
 )
 
-# The NamedTuple node drawn here is the one the laws' default examples use.
-from gradxform.testing.laws import Layer
+# The NamedTuple node drawn here is the one the default examples use.
+from gradxform.testing._examples import Layer
 
 __all__ = [
     "CONSTRAINTS",
     "DEFAULT_DTYPES",
     "HYPERPARAMETERS",
     "Hyper",
-    "Layer",
     "arrays_like",
     "gradient_sequences",
     "hyperparameters",

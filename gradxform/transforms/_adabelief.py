@@ -37,11 +37,11 @@ def scale_by_belief(b1=0.9, b2=0.999, eps=1e-16, eps_root=1e-16, *, nesterov: bo
     r"""Rescales by the "belief" in the gradient: the deviation from its moving average.
 
     .. math::
-        s_t = \beta_1 s_{t-1} + (1-\beta_1) g_t, \qquad
-        r_t = \beta_2 r_{t-1} + (1-\beta_2)(g_t - s_t)^2 + \epsilon_{root}, \\
-        u_t = \frac{s_t / (1-\beta_1^t)}{\sqrt{r_t / (1-\beta_2^t)} + \epsilon}
+        \mu_t = \beta_1 \mu_{t-1} + (1-\beta_1) g_t, \qquad
+        s_t = \beta_2 s_{t-1} + (1-\beta_2)(g_t - \mu_t)^2 + \epsilon_{root}, \\
+        u_t = \frac{\mu_t / (1-\beta_1^t)}{\sqrt{s_t / (1-\beta_2^t)} + \epsilon}
 
-    The second moment is Adam's with :math:`g` replaced by :math:`g - s_t` (Zhuang
+    The second moment is Adam's with :math:`g` replaced by :math:`g - \mu_t` (Zhuang
     et al., 2020, Algorithm 2); :math:`\epsilon_{root}` is added to the stored moment
     each step, as in the paper's algorithm and optax.
 

@@ -38,8 +38,8 @@ def scale_by_adadelta(rho=0.9, eps=1e-6) -> GradientTransformation:
 
     .. math::
         E[g^2]_t = \rho E[g^2]_{t-1} + (1-\rho) g_t^2, \qquad
-        u_t = \frac{\sqrt{E[\Delta x^2]_{t-1} + \epsilon}}{\sqrt{E[g^2]_t + \epsilon}}\, g_t, \qquad
-        E[\Delta x^2]_t = \rho E[\Delta x^2]_{t-1} + (1-\rho) u_t^2
+        u_t = \frac{\sqrt{E[\Delta^2]_{t-1} + \epsilon}}{\sqrt{E[g^2]_t + \epsilon}}\, g_t, \qquad
+        E[\Delta^2]_t = \rho E[\Delta^2]_{t-1} + (1-\rho) u_t^2
 
     Raises:
         ValueError: ``rho`` outside [0, 1) or a negative ``eps``.

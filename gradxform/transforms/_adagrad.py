@@ -39,8 +39,8 @@ def scale_by_rss(
 
     .. math::
         r_t = r_{t-1} + g_t \odot g_t, \qquad
-        u_t = \frac{g_t}{\sqrt{r_t + \delta}} \;(\texttt{eps\_in\_sqrt=True})
-        \quad\text{or}\quad u_t = \frac{g_t}{\delta + \sqrt{r_t}} \;(\texttt{False})
+        u_t = \frac{g_t}{\sqrt{r_t + \epsilon}} \;(\texttt{eps\_in\_sqrt=True})
+        \quad\text{or}\quad u_t = \frac{g_t}{\epsilon + \sqrt{r_t}} \;(\texttt{False})
 
     with :math:`r_0` = ``initial_accumulator_value``; coordinates with
     :math:`r_t = 0` get a zero update.
@@ -48,13 +48,13 @@ def scale_by_rss(
     Note:
         The default is optax's (``r_0 = 0.1``, eps inside the root). Goodfellow et
         al. (2016), Algorithm 8.4, start the accumulator at 0 and add
-        :math:`\delta = 10^{-7}` outside the root (as PyTorch does):
+        :math:`\epsilon = 10^{-7}` outside the root (as PyTorch does):
         ``scale_by_rss(0.0, 1e-7, eps_in_sqrt=False)``.
 
     Args:
         initial_accumulator_value: :math:`r_0 \ge 0`.
-        eps: :math:`\delta \ge 0`.
-        eps_in_sqrt: where :math:`\delta` goes (see above).
+        eps: :math:`\epsilon \ge 0`.
+        eps_in_sqrt: where :math:`\epsilon` goes (see above).
 
     Raises:
         ValueError: a negative ``initial_accumulator_value`` or ``eps``.

@@ -51,19 +51,19 @@ def scale_by_adam(
     r"""Rescales by Adam's bias-corrected moment estimates (Kingma & Ba, 2015, Algorithm 1).
 
     .. math::
-        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad
-        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t \odot g_t, \\
-        \hat m_t = \frac{m_t}{1-\beta_1^t}, \qquad \hat v_t = \frac{v_t}{1-\beta_2^t}, \qquad
-        u_t = \frac{\hat m_t}{\sqrt{\hat v_t + \epsilon_{root}} + \epsilon}
+        \mu_t = \beta_1 \mu_{t-1} + (1-\beta_1) g_t, \qquad
+        \nu_t = \beta_2 \nu_{t-1} + (1-\beta_2) g_t \odot g_t, \\
+        \hat \mu_t = \frac{\mu_t}{1-\beta_1^t}, \qquad \hat \nu_t = \frac{\nu_t}{1-\beta_2^t}, \qquad
+        u_t = \frac{\hat \mu_t}{\sqrt{\hat \nu_t + \epsilon_{root}} + \epsilon}
 
     With ``nesterov=True`` (NAdam, Dozat 2016),
-    :math:`\hat m_t = \frac{\beta_1 m_t}{1-\beta_1^{t+1}} + \frac{(1-\beta_1) g_t}{1-\beta_1^t}`.
+    :math:`\hat \mu_t = \frac{\beta_1 \mu_t}{1-\beta_1^{t+1}} + \frac{(1-\beta_1) g_t}{1-\beta_1^t}`.
 
     Note:
         The paper (and optax, PyTorch) puts :math:`\epsilon` outside the root, as
         here; Goodfellow et al. (2016), Algorithm 8.7, writes
-        :math:`\hat m / (\delta + \sqrt{\hat v})` too, while some texts write
-        :math:`\sqrt{\hat v + \delta}`, which is ``eps=0, eps_root=delta``.
+        :math:`\hat \mu / (\delta + \sqrt{\hat \nu})` too, while some texts write
+        :math:`\sqrt{\hat \nu + \delta}`, which is ``eps=0, eps_root=delta``.
 
     Args:
         b1, b2: decay rates :math:`\beta_1, \beta_2` in [0, 1).

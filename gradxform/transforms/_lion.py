@@ -16,7 +16,7 @@ from gradxform.transforms._scale import scale_by_learning_rate
 
 class ScaleByLionState(NamedTuple):
     count: jax.Array  # shape (), int32: number of updates so far
-    mu: Any  # the momentum m, like params (in mu_dtype if given)
+    mu: Any  # the momentum mu, like params (in mu_dtype if given)
 
 
 class _LionScalars(NamedTuple):
@@ -53,9 +53,9 @@ def scale_by_lion(
     r"""Lion's sign of an interpolated momentum (Chen et al., 2023, Algorithm 2).
 
     .. math::
-        c_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad
+        c_t = \beta_1 \mu_{t-1} + (1 - \beta_1) g_t, \qquad
         u_t = \operatorname{sign}(c_t), \qquad
-        m_t = \beta_2 m_{t-1} + (1 - \beta_2) g_t
+        \mu_t = \beta_2 \mu_{t-1} + (1 - \beta_2) g_t
 
     The update interpolates with :math:`\beta_1` but the momentum is tracked with
     :math:`\beta_2`; every coordinate of the update is :math:`\pm 1` (0 where

@@ -77,17 +77,17 @@ def scale_by_rms(
     r"""Divides by the root of a moving average of squared gradients (RMSProp).
 
     .. math::
-        r_t = \rho r_{t-1} + (1 - \rho) g_t \odot g_t, \qquad
-        u_t = \frac{g_t}{\sqrt{\hat r_t + \delta}} \;(\texttt{eps\_in\_sqrt=True})
-        \quad\text{or}\quad \frac{g_t}{\sqrt{\hat r_t} + \delta} \;(\texttt{False})
+        \nu_t = \rho \nu_{t-1} + (1 - \rho) g_t \odot g_t, \qquad
+        u_t = \frac{g_t}{\sqrt{\hat \nu_t + \epsilon}} \;(\texttt{eps\_in\_sqrt=True})
+        \quad\text{or}\quad \frac{g_t}{\sqrt{\hat \nu_t} + \epsilon} \;(\texttt{False})
 
-    with :math:`\hat r_t = r_t / (1 - \rho^t)` when ``bias_correction`` else :math:`r_t`,
-    and :math:`r_0` = ``initial_scale``.
+    with :math:`\hat \nu_t = \nu_t / (1 - \rho^t)` when ``bias_correction`` else :math:`\nu_t`,
+    and :math:`\nu_0` = ``initial_scale``.
 
     Note:
         Texts disagree on eps: Goodfellow et al. (2016), Algorithm 8.5, write
-        :math:`\sqrt{\delta + r}` (the default here, as in optax and TensorFlow);
-        PyTorch and Hinton's lecture write :math:`\delta + \sqrt{r}`
+        :math:`\sqrt{\nu + \epsilon}` (the default here, as in optax and TensorFlow);
+        PyTorch writes :math:`\sqrt{\nu} + \epsilon`
         (``eps_in_sqrt=False``).
 
     Raises:
@@ -118,10 +118,10 @@ def scale_by_stddev(
     r"""Centered RMSProp: divides by a moving estimate of the gradients' standard deviation.
 
     .. math::
-        m_t = \rho m_{t-1} + (1-\rho) g_t, \quad r_t = \rho r_{t-1} + (1-\rho) g_t^2, \quad
-        u_t = \frac{g_t}{\sqrt{\hat r_t - \hat m_t^2 + \delta}}
+        \mu_t = \rho \mu_{t-1} + (1-\rho) g_t, \quad \nu_t = \rho \nu_{t-1} + (1-\rho) g_t^2, \quad
+        u_t = \frac{g_t}{\sqrt{\hat \nu_t - \hat \mu_t^2 + \epsilon}}
 
-    (or :math:`g_t / (\sqrt{\hat r_t - \hat m_t^2} + \delta)` with ``eps_in_sqrt=False``).
+    (or :math:`g_t / (\sqrt{\hat \nu_t - \hat \mu_t^2} + \epsilon)` with ``eps_in_sqrt=False``).
 
     Raises:
         ValueError: ``decay`` outside [0, 1), negative ``eps`` or ``initial_scale``.

@@ -58,6 +58,10 @@ ENTRIES = [
     # Rprop (iRprop-): optax 0.2.8 returns the previous step's update, so no optax parity.
     case(gx.scale_by_rprop, {"learning_rate": 0.01}, optax=False),
     case(gx.rprop, {"learning_rate": 0.01}, optax=False),
+    # Lion
+    case(gx.scale_by_lion),
+    case(gx.scale_by_lion, {"mode": "smooth", "smooth_beta": 2.0}, "smooth"),
+    case(gx.lion, {"learning_rate": 0.01}, needs_params=True),
     # regularization
     case(gx.add_decayed_weights, {"weight_decay": 0.1}, needs_params=True),
     case(gx.add_l1_decay, {"l1": 0.01}, optax=False, needs_params=True),

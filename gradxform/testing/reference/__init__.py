@@ -1,0 +1,138 @@
+r"""Plain NumPy textbook update rules: the ground truth transformations are checked against.
+
+Every factory takes the optimizer's (or transformation's) own arguments and returns a
+:class:`Reference`: ``init(params) -> state`` and
+``update(grads, state, params=None, **extra_args) -> (updates, state)`` over pytrees of
+array-likes (NumPy or jax arrays; ``jax.tree_util`` handles the trees). Everything is
+computed in float64; updates come back in each gradient leaf's dtype, the state is float64
+(counts are Python ints). Extra keyword arguments are accepted and ignored, unless the
+rule needs them (``hessian_diag=``, ``hessian=``, ``value=``); wrappers pass them on to
+their inner rule. Nothing here imports gradxform's own transformations. Each factory has
+the name of the gradxform factory it checks, so a test finds it by that name.
+
+Defaults reproduce optax 0.2.8's numerics (gradxform matches optax); the textbook variants
+are options, each docstring naming its source: Goodfellow, Bengio & Courville (2016), Deep
+Learning, chapter 8 (Algorithms 8.1 SGD, 8.2 momentum, 8.3 Nesterov momentum, 8.4 AdaGrad,
+8.5 RMSProp, 8.7 Adam), the algorithms' papers, and PyTorch where its variant differs
+(:math:`\epsilon` outside the root in RMSProp and AdaGrad).
+
+Modules, as the library's: ``_scale`` (scaling, clipping, weight decay), ``_momentum``
+(trace, EMA, SGD, Nesterov trajectories), ``_adaptive`` (AdaGrad, RMSProp, AdaDelta,
+Rprop), ``_adam`` (Adam, NAdam, AdamW, AdaBelief), ``_second_order`` (AdaHessian, Newton,
+L-BFGS), ``_wrappers`` (apply_if_finite, MultiSteps, reduce_on_plateau,
+polyak_averaging); ``_check`` runs a transformation against a reference
+(`gradxform.testing.check_against_reference`).
+
+Notation, shared with the library's docstrings: :math:`g_t` the incoming gradient (or
+update) at step :math:`t = 1, 2, \dots`; :math:`\eta_t` the learning rate, a float or a
+schedule evaluated at the 0-based count :math:`t - 1` (as optax does); :math:`\mu_t,
+\nu_t` the first and second moments, :math:`\hat\mu_t, \hat\nu_t` their bias-corrected
+values :math:`\mu_t / (1 - \beta_1^t)`; :math:`\theta_t` the parameters; :math:`u_t` the
+returned update (the caller applies :math:`\theta_{t} = \theta_{t-1} + u_t`).
+
+Examples:
+    >>> import numpy as np, gradxform as gx
+    >>> ref = gx.testing.reference.sgd(0.1, momentum=0.9)
+    >>> params = {'w': np.zeros(2)}
+    >>> state = ref.init(params)
+    >>> for g in (1.0, 1.0):
+    ...     updates, state = ref.update({'w': np.full(2, g)}, state, params)
+    >>> updates['w'].tolist()  # -0.1 * (1 + 0.9 * 1)
+    [-0.19, -0.19]
+"""
+
+from gradxform.testing.reference._adam import (
+    adabelief,
+    adam,
+    adamw,
+    scale_by_adam,
+    scale_by_belief,
+)
+from gradxform.testing.reference._adaptive import (
+    adadelta,
+    adagrad,
+    rmsprop,
+    rprop,
+    scale_by_adadelta,
+    scale_by_rms,
+    scale_by_rprop,
+    scale_by_rss,
+    scale_by_stddev,
+)
+
+from gradxform.testing.reference._common import Reference, chain, identity
+from gradxform.testing.reference._lion import lion, scale_by_lion
+from gradxform.testing.reference._momentum import (
+    ema,
+    momentum_velocity,
+    nesterov_lookahead_trajectory,
+    nesterov_reformulated_trajectory,
+    sgd,
+    trace,
+)
+from gradxform.testing.reference._scale import (
+    add_decayed_weights,
+    add_l1_decay,
+    clip,
+    clip_by_global_norm,
+    scale,
+    scale_by_learning_rate,
+)
+from gradxform.testing.reference._second_order import (
+    adahessian,
+    lbfgs,
+    levenberg_tau,
+    scale_by_adahessian,
+    scale_by_lbfgs,
+    scale_by_newton,
+)
+from gradxform.testing.reference._wrappers import (
+    MultiSteps,
+    apply_if_finite,
+    polyak_averaging,
+    reduce_on_plateau,
+)
+
+__all__ = [
+    "MultiSteps",
+    "Reference",
+    "adabelief",
+    "adadelta",
+    "adagrad",
+    "adahessian",
+    "adam",
+    "adamw",
+    "add_decayed_weights",
+    "add_l1_decay",
+    "apply_if_finite",
+    "chain",
+    "clip",
+    "clip_by_global_norm",
+    "ema",
+    "identity",
+    "lbfgs",
+    "levenberg_tau",
+    "lion",
+    "momentum_velocity",
+    "nesterov_lookahead_trajectory",
+    "nesterov_reformulated_trajectory",
+    "polyak_averaging",
+    "reduce_on_plateau",
+    "rmsprop",
+    "rprop",
+    "scale",
+    "scale_by_adadelta",
+    "scale_by_adahessian",
+    "scale_by_adam",
+    "scale_by_belief",
+    "scale_by_lbfgs",
+    "scale_by_learning_rate",
+    "scale_by_lion",
+    "scale_by_newton",
+    "scale_by_rms",
+    "scale_by_rprop",
+    "scale_by_rss",
+    "scale_by_stddev",
+    "sgd",
+    "trace",
+]
