@@ -25,7 +25,20 @@ import gradxform as gx
 from gradxform.testing import strategies as gst
 from gradxform.testing.registry import REGISTRY
 
-OPTIMIZERS = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "adabelief", "adadelta", "rprop", "adahessian"]
+def _first_per_factory(entries):
+    seen, out = set(), []
+    for e in entries:
+        if id(e.factory) not in seen:
+            seen.add(id(e.factory))
+            out.append(e)
+    return out
+
+
+# Every optimizer (a factory that declares a learning rate), in its registry configuration.
+OPTIMIZERS = [
+    e for e in _first_per_factory(REGISTRY)
+    if "learning_rate" in getattr(e.factory, "hyperparameters", {}) and not (e.random or e.slow)
+]
 
 
 def _params(dtype):
@@ -36,41 +49,43 @@ def _finite(tree):
     return all(np.all(np.isfinite(np.asarray(x, np.float32))) for x in jax.tree_util.tree_leaves(tree))
 
 
-def _extra(name, grads):
-    if name == "adahessian":  # a Hessian-diagonal estimate shaped like the params
-        return {"hessian_diag": jax.tree_util.tree_map(jnp.abs, grads)}
-    return {}
+def _drawn_hyperparameters(entry):
+    """Valid hyperparameters from the factory's declaration; its other registry arguments kept."""
+    return gst.hyperparameters(entry.factory.__name__)
+
+
+def _extra(entry, step, params, grads):
+    return entry.extra_args_fn(step, params, grads) if entry.extra_args_fn else {}
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["f32", "bf16"])
-@pytest.mark.parametrize("name", OPTIMIZERS)
-def test_finite_inputs_give_finite_outputs(name, dtype):
+@pytest.mark.parametrize("entry", OPTIMIZERS, ids=str)
+def test_finite_inputs_give_finite_outputs(entry, dtype):
     params = _params(dtype)
-
     @settings(max_examples=6)
-    @given(gst.hyperparameters(name), gst.gradient_sequences(params, 4))
+    @given(_drawn_hyperparameters(entry), gst.gradient_sequences(params, 4))
     def run(kwargs, grads_seq):
-        tx = getattr(gx, name)(**kwargs)
+        tx = entry.build(**kwargs)
         state = tx.init(params)
         p = params
-        for grads in grads_seq:
-            updates, state = tx.update(grads, state, p, **_extra(name, grads))
-            assert _finite(updates), (name, kwargs, grads)
-            assert _finite(state), (name, kwargs, grads)
+        for step, grads in enumerate(grads_seq):
+            updates, state = tx.update(grads, state, p, **_extra(entry, step, p, grads))
+            assert _finite(updates), (entry.name, kwargs, grads)
+            assert _finite(state), (entry.name, kwargs, grads)
 
     run()
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
-def test_float16_squared_gradient_accumulators_do_not_overflow(name):
+@pytest.mark.parametrize("entry", OPTIMIZERS, ids=str)
+def test_float16_squared_gradient_accumulators_do_not_overflow(entry):
     """A 1e4 gradient squares to 1e8, past float16's 65504: accumulators of squares are float32."""
     params = _params(jnp.float16)
-    tx = getattr(gx, name)(0.1) if name != "adadelta" else gx.adadelta()
+    tx = entry.build()
     state = tx.init(params)
     big = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 1e4), params)
-    for grads in (big, big, jax.tree_util.tree_map(jnp.zeros_like, params)):
-        updates, state = tx.update(grads, state, params, **_extra(name, grads))
-        assert _finite(updates) and _finite(state), name
+    for step, grads in enumerate((big, big, jax.tree_util.tree_map(jnp.zeros_like, params))):
+        updates, state = tx.update(grads, state, params, **_extra(entry, step, params, grads))
+        assert _finite(updates) and _finite(state), entry.name
         assert all(u.dtype == jnp.float16 for u in jax.tree_util.tree_leaves(updates))
 
 
@@ -115,3 +130,12 @@ def test_state_round_trips_and_training_continues_bit_identically(entry):
         _identical(copy, state)
         got = _run(entry, tx, copy, params, [3, 4])
         _identical(got, expected)
+
+
+def test_centered_rmsprop_rounding_never_takes_the_root_of_a_negative_variance():
+    """decay=0: nu = g^2 and mu^2 = g^2 are rounded apart, and nu - mu^2 could be -1 ulp (NaN)."""
+    tx = gx.scale_by_stddev(decay=0.0, eps=6e-8, eps_in_sqrt=False, initial_scale=0.3)
+    state = tx.init(jnp.zeros(2))
+    for g in ([-4.537045, -2.027031], [9.0, 0.0], [0.0, 0.0]):
+        updates, state = tx.update(jnp.array(g, jnp.float32), state)
+        assert _finite(updates), (g, updates)

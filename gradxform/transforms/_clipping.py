@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from gradxform import _checks, _hyper, _tree
-from gradxform._base import EmptyState, GradientTransformation
+from gradxform import _hyper, _tree
+from gradxform._base import GradientTransformation, stateless
 
 
 @_tree.leaf_rule
@@ -43,19 +43,14 @@ def clip(max_delta) -> GradientTransformation:
         [0.5, -1.0]
     """
 
-    def init_fn(params):
+    def clip_updates(updates, params):
         del params
-        return EmptyState()
-
-    def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
-        _checks.check_state_type(state, EmptyState, "clip")
         (clipped,) = _tree.apply_rule(
             _clip_rule, updates, scalars=lambda dtype: _tree.hp(max_delta, _tree.real_dtype(dtype))
         )
-        return clipped, state
+        return clipped
 
-    return GradientTransformation(init_fn, update_fn)
+    return stateless(clip_updates, name="clip")
 
 
 @_hyper.declare(max_norm=_hyper.POSITIVE)
@@ -88,15 +83,10 @@ def clip_by_global_norm(max_norm) -> GradientTransformation:
         networks", ICML 2013.
     """
 
-    def init_fn(params):
+    def clip_updates(updates, params):
         del params
-        return EmptyState()
-
-    def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
-        _checks.check_state_type(state, EmptyState, "clip_by_global_norm")
         norm = _tree.global_norm(updates)
         c = _tree.hp(max_norm, norm.dtype)
-        return _tree.scale_tree(updates, c / jnp.maximum(norm, c)), state
+        return _tree.scale_tree(updates, c / jnp.maximum(norm, c))
 
-    return GradientTransformation(init_fn, update_fn)
+    return stateless(clip_updates, name="clip_by_global_norm")

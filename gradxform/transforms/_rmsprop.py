@@ -56,7 +56,9 @@ def _stddev_rule(g, mu, nu, s: _RmsScalars, *, eps_in_sqrt):
     x = g.astype(s.eps.dtype)
     mu_new = _tree.update_moment(x, mu, s.rho)
     nu_new = _tree.update_moment(_tree.abs_sq(x), nu, s.rho)
-    variance = _debiased(nu_new, s) - _tree.abs_sq(_debiased(mu_new, s))
+    # Non-negative in exact arithmetic; rounding can make it slightly negative (decay=0,
+    # where nu = g^2 and mu^2 = g^2), and the root of that would be NaN.
+    variance = jnp.maximum(_debiased(nu_new, s) - _tree.abs_sq(_debiased(mu_new, s)), 0)
     u = x * _tree.inverse_root(variance, s.eps, eps_in_sqrt)
     return u.astype(g.dtype), mu_new.astype(mu.dtype), nu_new.astype(nu.dtype)
 

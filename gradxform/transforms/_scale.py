@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform import _checks, _hyper, _tree
-from gradxform._base import EmptyState, GradientTransformation, ScalarOrSchedule, identity
+from gradxform._base import GradientTransformation, ScalarOrSchedule, identity, stateless
 
 
 @_hyper.declare(step_size=_hyper.number(draw=(-1.0, 1.0)))
@@ -25,16 +25,7 @@ def scale(step_size: Any) -> GradientTransformation:
         [-2.0, -1.0]
     """
 
-    def init_fn(params):
-        del params
-        return EmptyState()
-
-    def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
-        _checks.check_state_type(state, EmptyState, "scale")
-        return _tree.scale_tree(updates, step_size), state
-
-    return GradientTransformation(init_fn, update_fn)
+    return stateless(lambda updates, params: _tree.scale_tree(updates, step_size), name="scale")
 
 
 class ScaleByScheduleState(NamedTuple):

@@ -27,10 +27,15 @@ import gradxform as gx
 from gradxform.testing.registry._entry import case
 
 
+def _at_least_float32(g):
+    return g if g.dtype == np.float64 else g.astype(np.float32)
+
+
 def hessian_diag_fn(params, grads):
-    """``g * g + 1`` leaf by leaf (works on NumPy and JAX arrays alike)."""
+    """``g * g + 1`` leaf by leaf, in at least float32 (a float16 gradient of 300 would square
+    to inf in float16); works on NumPy and JAX arrays alike."""
     del params
-    return jax.tree_util.tree_map(lambda g: g * g + 1.0, grads)
+    return jax.tree_util.tree_map(lambda g: _at_least_float32(g) * _at_least_float32(g) + 1.0, grads)
 
 
 def _size(tree) -> int:
