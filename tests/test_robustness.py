@@ -139,3 +139,21 @@ def test_centered_rmsprop_rounding_never_takes_the_root_of_a_negative_variance()
     for g in ([-4.537045, -2.027031], [9.0, 0.0], [0.0, 0.0]):
         updates, state = tx.update(jnp.array(g, jnp.float32), state)
         assert _finite(updates), (g, updates)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.complex64])
+@pytest.mark.parametrize("factory", [gx.clip_by_global_norm, gx.clip])
+def test_a_traced_zero_bound_clips_to_zeros_never_nan(factory, dtype):
+    """A bound of 0 is rejected when concrete; traced (inside jit) it must give zeros, not 0/0."""
+    grads = {"zero": jnp.zeros((3,), dtype), "one": jnp.ones((2,), dtype)}
+
+    @jax.jit
+    def clipped(bound, g):
+        tx = factory(bound)
+        return tx.update(g, tx.init(g))[0]
+
+    for g in (jax.tree_util.tree_map(jnp.zeros_like, grads), grads):
+        out = clipped(jnp.float32(0.0), g)
+        for leaf in jax.tree_util.tree_leaves(out):
+            assert leaf.dtype == dtype
+            np.testing.assert_array_equal(np.asarray(leaf.astype(jnp.complex64)), 0)

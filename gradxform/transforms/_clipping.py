@@ -12,7 +12,10 @@ from gradxform._base import GradientTransformation, stateless
 def _clip_rule(g, max_delta):
     x = g.astype(_tree.compute_dtype(g.dtype))
     if jnp.iscomplexobj(x):
-        return ((x * (max_delta / jnp.maximum(jnp.abs(x), max_delta)).astype(x.dtype)).astype(g.dtype),)
+        magnitude = jnp.abs(x)
+        clipping = magnitude > max_delta  # a traced bound of 0 on a zero entry is not 0/0
+        factor = jnp.where(clipping, max_delta / jnp.where(clipping, magnitude, 1), 1)
+        return ((x * factor.astype(x.dtype)).astype(g.dtype),)
     return (jnp.clip(x, -max_delta, max_delta).astype(g.dtype),)
 
 
@@ -87,6 +90,9 @@ def clip_by_global_norm(max_norm) -> GradientTransformation:
         del params
         norm = _tree.global_norm(updates)
         c = _tree.hp(max_norm, norm.dtype)
-        return _tree.scale_tree(updates, c / jnp.maximum(norm, c))
+        clipping = norm > c
+        # Not c / max(norm, c): a traced bound of 0 on all-zero gradients would be 0/0.
+        factor = jnp.where(clipping, c / jnp.where(clipping, norm, 1), 1)
+        return _tree.scale_tree(updates, factor)
 
     return stateless(clip_updates, name="clip_by_global_norm")
