@@ -276,17 +276,22 @@ def safe_increment(count: jax.Array) -> jax.Array:
 def bias_correction(beta: Any, count: jax.Array, dtype: Any = np.float32) -> jax.Array:
     """:math:`1 - \\beta^t` in `dtype`, with :math:`t` the int32 `count` (at least 1).
 
-    For a Python number it is :math:`-\\mathrm{expm1}(t \\log\\beta)` with the
-    logarithm taken in double precision: accurate to a few float32 ulps for every
-    :math:`t`, where ``1 - f32(beta)**t`` loses up to 1.3e-5 relatively at
-    :math:`\\beta = 0.999, t = 1` to the rounding of :math:`\\beta`.
+    Computed as :math:`-\\mathrm{expm1}(t \\log\\beta)`: accurate to a few ulps for
+    every :math:`t`, where ``1 - f32(beta)**t`` loses up to 1.3e-5 relatively at
+    :math:`\\beta = 0.999, t = 1`. For a Python number the logarithm is taken in
+    double precision; for an array (traced or injected) it is ``log1p(beta - 1)``,
+    whose ``beta - 1`` is exact in float32 for :math:`\\beta \\in [0.5, 1]`.
+    :math:`\\beta = 0` gives 1.
     """
-    t = count.astype(dtype)
+    real = real_dtype(dtype)
+    t = count.astype(real)
     if _python_number(beta):
         if beta == 0:
-            return jnp.ones_like(t)
-        return -jnp.expm1(t * hp(math.log(float(beta)), dtype))
-    return 1 - hp(beta, dtype) ** t
+            return jnp.ones_like(t).astype(dtype)
+        log_beta = hp(math.log(float(beta)), real)
+    else:
+        log_beta = jnp.log1p(hp(beta, real) - 1)
+    return (-jnp.expm1(t * log_beta)).astype(dtype)
 
 
 def map_leaves(

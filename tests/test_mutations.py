@@ -32,6 +32,8 @@ weak_type_count          init's count is jnp.asarray(0) (weak typed),      law '
 python_branch_on_values  a Python `if` on float(a gradient value): fine    law 'no_retrace' (and
                          eagerly, an error under jit                       'jit_consistent',
                                                                            'lax_cond', 'lax_scan')
+float32_scalars          Adam forms 1 - b2 and 1 - b**t in float32 from     check_accuracy (the
+                         the rounded b2 (the code before issue 11)         float32 error budget)
 =======================  ================================================  ==========================
 
 The parity-caught mutants pass every law (`test_laws_are_blind_to_numerics`): the
@@ -234,3 +236,37 @@ def test_gallery_is_complete():
     assert len(CAUGHT_BY_LAWS) + len(CAUGHT_BY_PARITY) >= 9
     for mutation in list(CAUGHT_BY_LAWS) + list(CAUGHT_BY_PARITY):
         assert mutation in __doc__
+
+
+# --------------------------------------------------------------------------- accuracy
+
+
+def test_float32_scalars_of_adam_are_caught_by_check_accuracy(monkeypatch):
+    """Adam with ``1 - b2`` formed in float32 from the rounded ``b2`` and ``1 - f32(b)**t``.
+
+    The code before the accurate-scalars change: in float32, ``1 - f32(0.999)`` is 1.3e-5
+    relatively off and ``f32(b)**t`` carries the power's rounding into ``1 - b**t``. Caught by
+    tests/test_accuracy.py's law with the budget Adam gets there; the real Adam passes it.
+    """
+    from test_accuracy import DEFAULT_BUDGET, PARAMS, STEPS  # noqa: PLC0415 - the law's one setting
+
+    from gradxform import _tree  # noqa: PLC0415
+    from gradxform.testing import check_accuracy  # noqa: PLC0415
+    from gradxform.testing.registry import ENTRIES_BY_NAME  # noqa: PLC0415
+
+    entry = ENTRIES_BY_NAME["adam"]
+    budget = entry.accuracy_budget or DEFAULT_BUDGET
+    check_accuracy(entry.build(b2=0.999), PARAMS, steps=STEPS, seeds=(0,), budget=budget)
+
+    def float32_decay(beta, dtype):
+        rate = _tree.hp(beta, dtype)
+        return _tree.Decay(rate, 1 - rate)
+
+    def float32_bias_correction(beta, count, dtype=np.float32):
+        return 1 - _tree.hp(beta, dtype) ** count.astype(dtype)
+
+    monkeypatch.setattr(_tree, "decay", float32_decay)
+    monkeypatch.setattr(_tree, "bias_correction", float32_bias_correction)
+    with pytest.raises(AssertionError, match="exceeds the budget") as info:
+        check_accuracy(entry.build(b2=0.999), PARAMS, steps=STEPS, seeds=(0,), budget=budget)
+    assert "step" in str(info.value) and "['w']" in str(info.value)
