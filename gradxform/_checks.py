@@ -63,11 +63,6 @@ def check_range(
     raise ValueError(f"{where}`{name}` must be in {lo}, {hi}; got {name}={shown}.")
 
 
-def check_decay(name: str, value: Any, fn: Optional[str] = None) -> None:
-    """A decay rate (b1, b2, momentum, rho, ...) must lie in [0, 1)."""
-    check_range(name, value, 0.0, 1.0, high_inclusive=False, fn=fn)
-
-
 def check_non_negative(name: str, value: Any, fn: Optional[str] = None) -> None:
     check_range(name, value, 0.0, math.inf, fn=fn)
 

@@ -25,7 +25,7 @@ import functools
 import inspect
 import math
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, NamedTuple, Optional
+from typing import Any, Callable, Mapping, NamedTuple
 
 from gradxform import _checks
 
@@ -195,9 +195,8 @@ def invalid_values(h: Hyper) -> list:
     return out
 
 
-def invalid_cases(factory: Any, defaults: Optional[Mapping[str, Any]] = None) -> list[tuple[dict, str]]:
+def invalid_cases(factory: Any) -> list[tuple[dict, str]]:
     """``(kwargs override, argument)`` pairs the factory must reject, naming the argument."""
-    del defaults
     return [({name: bad}, name) for name, h in declared(factory).items() for bad in invalid_values(h)]
 
 
