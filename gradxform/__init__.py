@@ -229,3 +229,20 @@ __all__ = [
     "warmup_exponential_decay_schedule",
     "wrappers",
 ]
+
+
+# --- Scaffolding while issue 19's families are written: each module's ``__all__`` is
+# merged here; replaced by explicit imports when they land.
+def _merge_in_progress(modules):
+    import importlib
+
+    names = set(__all__)
+    for module_name in modules:
+        module = importlib.import_module(module_name)
+        for name in getattr(module, "__all__", []):
+            globals()[name] = getattr(module, name)
+            names.add(name)
+    return sorted(names)
+
+
+__all__ = _merge_in_progress(['gradxform.transforms', 'gradxform.wrappers', 'gradxform.schedules', 'gradxform._base', 'gradxform._combine', 'gradxform._linalg', 'gradxform.losses'])

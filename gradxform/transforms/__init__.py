@@ -59,3 +59,20 @@ __all__ = [
     "sgd",
     "trace",
 ]
+
+
+# --- Scaffolding while issue 19's families are written: each module's ``__all__`` is
+# merged here; replaced by explicit imports when they land.
+def _merge_in_progress(modules):
+    import importlib
+
+    names = set(__all__)
+    for module_name in modules:
+        module = importlib.import_module(module_name)
+        for name in getattr(module, "__all__", []):
+            globals()[name] = getattr(module, name)
+            names.add(name)
+    return sorted(names)
+
+
+__all__ = _merge_in_progress(['gradxform.transforms._adam_variants', 'gradxform.transforms._layerwise', 'gradxform.transforms._misc', 'gradxform.transforms._constraints', 'gradxform.transforms._clipping'])

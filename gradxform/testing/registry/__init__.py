@@ -12,12 +12,30 @@ branch on a name.
 
 from __future__ import annotations
 
-from gradxform.testing.registry import _second_order, _transforms, _wrappers
+from gradxform.testing.registry import (
+    _adam_variants,
+    _clipping,
+    _layerwise,
+    _misc,
+    _schedules,
+    _second_order,
+    _transforms,
+    _wrappers,
+)
 from gradxform.testing.registry._entry import BY_NAME, Entry, case
 
 __all__ = ["BY_NAME", "ENTRIES_BY_NAME", "Entry", "INVALID_CASES", "REGISTRY", "case"]
 
-REGISTRY: list[Entry] = [*_transforms.ENTRIES, *_second_order.ENTRIES, *_wrappers.ENTRIES]
+REGISTRY: list[Entry] = [
+    *_transforms.ENTRIES,
+    *_adam_variants.ENTRIES,
+    *_layerwise.ENTRIES,
+    *_misc.ENTRIES,
+    *_clipping.ENTRIES,
+    *_second_order.ENTRIES,
+    *_wrappers.ENTRIES,
+    *_schedules.ENTRIES,
+]
 
 ENTRIES_BY_NAME: dict[str, Entry] = {entry.name: entry for entry in REGISTRY}
 if len(ENTRIES_BY_NAME) != len(REGISTRY):

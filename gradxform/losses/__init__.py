@@ -1,0 +1,3 @@
+"""Losses (in progress, issue 12)."""
+
+__all__: list = []

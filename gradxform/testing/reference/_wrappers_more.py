@@ -1,0 +1,3 @@
+"""NumPy references (in progress, issue 19)."""
+
+__all__: list = []

@@ -1,0 +1,3 @@
+"""Adam's variants (in progress, issue 19)."""
+
+__all__: list = []

@@ -1,0 +1,3 @@
+"""Constraints on updates and params (in progress, issue 19)."""
+
+__all__: list = []

@@ -1,0 +1,3 @@
+"""Sign, optimistic, Polyak and other rules (in progress, issue 19)."""
+
+__all__: list = []

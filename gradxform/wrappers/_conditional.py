@@ -1,0 +1,3 @@
+"""Wrappers (in progress, issue 19)."""
+
+__all__: list = []
