@@ -1,25 +1,23 @@
-"""Combinators: `chain`, `named_chain`, `masked`, `multi_transform`; and `apply_updates`."""
+"""Combinators: `chain`, `named_chain`, `masked`, `partition` (`multi_transform`); and `apply_updates`."""
 
 from __future__ import annotations
 
-import functools
-import inspect
-from typing import Any, Callable, Hashable, Mapping, NamedTuple, Union
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradxform import _checks, _tree
-from gradxform._base import GradientTransformation, Params, Updates
+from gradxform._base import (
+    GradientTransformationExtraArgs,
+    Params,
+    Updates,
+    accepts_extra_args,
+    is_placeholder,
+)
 
-
-@functools.lru_cache(maxsize=None)
-def _accepts_extra_args(update_fn: Callable) -> bool:
-    try:
-        sig = inspect.signature(update_fn)
-    except (TypeError, ValueError):
-        return True
-    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+__all__ = ["PartitionState", "partition"]
 
 
 def call_update(tx: Any, updates, state, params, extra_args):
@@ -29,15 +27,9 @@ def call_update(tx: Any, updates, state, params, extra_args):
     ``**extra_args``) sit inside a gradxform chain. Every combinator and wrapper
     calls its inner transformations through this one function.
     """
-    update = tx.update
-    if extra_args:
-        try:
-            takes = _accepts_extra_args(update)
-        except TypeError:  # unhashable callable
-            takes = True
-        if takes:
-            return update(updates, state, params, **extra_args)
-    return update(updates, state, params)
+    if extra_args and accepts_extra_args(tx.update):
+        return tx.update(updates, state, params, **extra_args)
+    return tx.update(updates, state, params)
 
 
 def check_transform(tx: Any, where: str) -> None:
@@ -49,7 +41,7 @@ def check_transform(tx: Any, where: str) -> None:
         )
 
 
-def chain(*transforms: Any) -> GradientTransformation:
+def chain(*transforms: Any) -> GradientTransformationExtraArgs:
     """Applies the transformations in order; the state is the tuple of their states.
 
     Extra keyword arguments given to ``update`` reach every transformation that
@@ -81,10 +73,10 @@ def chain(*transforms: Any) -> GradientTransformation:
             new_state.append(s)
         return updates, tuple(new_state)
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def named_chain(*transforms: tuple[str, Any]) -> GradientTransformation:
+def named_chain(*transforms: tuple[str, Any]) -> GradientTransformationExtraArgs:
     """Like `chain`, with the states in a dict keyed by the given names."""
     names = [name for name, _ in transforms]
     if len(set(names)) != len(names):
@@ -106,7 +98,7 @@ def named_chain(*transforms: tuple[str, Any]) -> GradientTransformation:
             updates, new_state[name] = call_update(tx, updates, state[name], params, extra_args)
         return updates, new_state
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def apply_updates(params: Params, updates: Updates) -> Params:
@@ -177,82 +169,158 @@ def _merge(selected: Any, original: Any, mask_tree: Any) -> Any:
     )
 
 
-def masked(inner: Any, mask: Any) -> GradientTransformation:
+def _same_structure(tree: Any, like: Any) -> bool:
+    try:
+        return jax.tree_util.tree_structure(tree) == jax.tree_util.tree_structure(like)
+    except Exception:  # noqa: BLE001 - anything that is not a tree is not masked
+        return False
+
+
+def masked(inner: Any, mask: Any, *, mask_compatible_extra_args: bool = False) -> GradientTransformationExtraArgs:
     """Applies `inner` to the leaves where `mask` is True; the others pass through.
 
     Args:
         inner: the transformation for the selected leaves.
         mask: a tree of bools with the params' structure (or a prefix of it), or a
             function ``params -> such a tree``. The inner state holds only the
-            selected leaves.
+            selected leaves (a `MaskedNode` stands for each other one). The mask
+            must be static (Python bools) for the transformation to be jitted.
+        mask_compatible_extra_args: also mask every extra keyword argument of
+            ``update`` that has the updates' tree structure (a per-parameter
+            Hessian diagonal, ...), so the inner update sees it over the same leaves.
+
+    Returns:
+        A `GradientTransformationExtraArgs` with state `MaskedState`.
+
+    Raises:
+        TypeError: `inner` is not a transformation; at update, a state of another type.
+        TreeMismatchError: the mask is not a prefix of the params' structure.
+
+    Examples:
+        >>> import jax.numpy as jnp, gradxform as gx
+        >>> tx = gx.masked(gx.scale(-1.0), {'w': True, 'b': False})
+        >>> params = {'w': jnp.ones(2), 'b': jnp.ones(2)}
+        >>> u, _ = tx.update(params, tx.init(params))
+        >>> u['w'].tolist(), u['b'].tolist()
+        ([-1.0, -1.0], [1.0, 1.0])
     """
     check_transform(inner, "masked: inner")
 
     def init_fn(params):
+        if is_placeholder(params):  # tree_map_params: the inner state's params-shaped trees
+            return MaskedState(inner_state=inner.init(params))
         mask_tree = _mask_tree(mask, params)
         return MaskedState(inner_state=inner.init(_select(params, mask_tree, True)))
 
     def update_fn(updates, state, params=None, **extra_args):
         _checks.check_state_type(state, MaskedState, "masked")
+        if params is not None:  # a mismatch named by its key path, before the mask is applied
+            _checks.check_tree_like(updates, params, tree_name="updates", like_name="params", fn="masked")
         mask_tree = _mask_tree(mask, updates if params is None else params)
         sel_updates = _select(updates, mask_tree, True)
         sel_params = None if params is None else _select(params, mask_tree, True)
+        if mask_compatible_extra_args:
+            extra_args = {
+                k: _select(v, mask_tree, True) if _same_structure(v, updates) else v for k, v in extra_args.items()
+            }
         new_sel, inner_state = call_update(inner, sel_updates, state.inner_state, sel_params, extra_args)
         return _merge(new_sel, updates, mask_tree), MaskedState(inner_state=inner_state)
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-class MultiTransformState(NamedTuple):
-    inner_states: dict
+class PartitionState(NamedTuple):
+    """State of `partition` (alias `MultiTransformState`): one `MaskedState` per label.
+
+    Flattens to the same leaves, in the same order, as optax's ``PartitionState``
+    (``MultiTransformState``), so a checkpoint moves between the two libraries.
+    """
+
+    inner_states: Mapping[Hashable, Any]  # label -> MaskedState of that label's transformation
 
 
-def multi_transform(
-    transforms: Mapping[Hashable, Any], param_labels: Union[Any, Callable[[Any], Any]]
-) -> GradientTransformation:
+def partition(
+    transforms: Mapping[Hashable, Any],
+    param_labels: Any | Callable[[Any], Any],
+    *,
+    mask_compatible_extra_args: bool = False,
+) -> GradientTransformationExtraArgs:
     """Applies a different transformation to each group of leaves, chosen by label.
+
+    Each label's transformation runs as ``masked(tx, labels == label)``, in the
+    order of `transforms`; its state keeps only that group's leaves.
+    `multi_transform` is the same function (its older name in optax).
 
     Args:
         transforms: a mapping from label to transformation.
-        param_labels: a tree of labels with the params' structure, or a function
-            ``params -> such a tree``.
+        param_labels: a tree of labels with the params' structure (or a prefix of
+            it), or a function ``params -> such a tree``.
+        mask_compatible_extra_args: passed to each `masked`: extra keyword
+            arguments with the updates' structure are split by label too.
+
+    Returns:
+        A `GradientTransformationExtraArgs` with state `PartitionState`.
 
     Raises:
         ValueError: a leaf's label has no transformation (naming its key path and label).
+        TypeError: a value of `transforms` is not a transformation; at update, a
+            state of another type.
+
+    Examples:
+        >>> import jax.numpy as jnp, gradxform as gx
+        >>> tx = gx.partition({'fast': gx.sgd(1.0), 'slow': gx.sgd(0.1)}, {'w': 'fast', 'b': 'slow'})
+        >>> params = {'w': jnp.ones(1), 'b': jnp.ones(1)}
+        >>> u, state = tx.update(params, tx.init(params))
+        >>> u['w'].tolist(), u['b'].tolist()
+        ([-1.0], [-0.10000000149011612])
     """
     for label, tx in transforms.items():
-        check_transform(tx, f"multi_transform: transformation for label {label!r}")
+        check_transform(tx, f"partition: transformation for label {label!r}")
+    transforms = dict(transforms)
 
     def labels_of(tree):
         labels = param_labels(tree) if callable(param_labels) else param_labels
         for path, label in jax.tree_util.tree_flatten_with_path(labels)[0]:
             if label not in transforms:
                 raise ValueError(
-                    f"multi_transform: the parameter at {jax.tree_util.keystr(path)} has label "
+                    f"partition: the parameter at {jax.tree_util.keystr(path)} has label "
                     f"{label!r}, which has no transformation; labels with one: {list(transforms)!r}."
                 )
         return labels
 
-    def masks(labels):
+    def masked_txs(labels):
         return {
-            label: jax.tree_util.tree_map(lambda lab, label=label: lab == label, labels)
-            for label in transforms
+            label: masked(
+                tx,
+                jax.tree_util.tree_map(lambda lab, label=label: lab == label, labels),
+                mask_compatible_extra_args=mask_compatible_extra_args,
+            )
+            for label, tx in transforms.items()
         }
 
     def init_fn(params):
-        mask_trees = masks(labels_of(params))
-        return MultiTransformState(
-            {label: masked(tx, mask_trees[label]).init(params) for label, tx in transforms.items()}
-        )
+        if is_placeholder(params):  # tree_map_params: no labels needed
+            return PartitionState({label: MaskedState(tx.init(params)) for label, tx in transforms.items()})
+        txs = masked_txs(labels_of(params))
+        return PartitionState({label: tx.init(params) for label, tx in txs.items()})
 
     def update_fn(updates, state, params=None, **extra_args):
-        _checks.check_state_type(state, MultiTransformState, "multi_transform")
-        mask_trees = masks(labels_of(updates if params is None else params))
-        new_states = {}
-        for label, tx in transforms.items():
-            updates, new_states[label] = masked(tx, mask_trees[label]).update(
-                updates, state.inner_states[label], params, **extra_args
+        _checks.check_state_type(state, PartitionState, "partition")
+        if not isinstance(state.inner_states, Mapping) or set(state.inner_states) != set(transforms):
+            found = list(state.inner_states) if isinstance(state.inner_states, Mapping) else state.inner_states
+            raise TypeError(
+                f"partition.update expected state.inner_states keyed by the labels {list(transforms)!r}, "
+                f"got {found!r}."
             )
-        return updates, MultiTransformState(new_states)
+        txs = masked_txs(labels_of(updates if params is None else params))
+        new_states = {}
+        for label, tx in txs.items():
+            updates, new_states[label] = tx.update(updates, state.inner_states[label], params, **extra_args)
+        return updates, PartitionState(new_states)
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+# optax's older names, kept by optax for backwards compatibility: the same objects.
+MultiTransformState = PartitionState
+multi_transform = partition

@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 from gradxform import _checks
 
 _INF = math.inf
+F32_MAX = 3.4028234663852886e38  # the largest finite float32: bounds "any value finite in float32"
 
 
 class Hyper(NamedTuple):
@@ -64,7 +65,11 @@ class Hyper(NamedTuple):
 
 
 # The recurring rows.
-LR = Hyper("float", (0.0, _INF, True, True), (1e-4, 1.0))  # learning_rate >= 0 (0 allowed, warm-up)
+# learning_rate: any value finite in float32. A negative rate is gradient ascent (optax's
+# idiom, ``rmsprop(-lr)``), 0 is allowed (warm-up); NaN and values that overflow float32
+# (1e39, inf) are rejected. Where the rate is a step size (Rprop) or the start of a line
+# search (L-BFGS), the factory declares its own row instead. Draws stay positive.
+LR = Hyper("float", (-F32_MAX, F32_MAX, True, True), (1e-4, 1.0))
 DECAY = Hyper("float", (0.0, 1.0, True, False), (0.0, 0.999))  # b1, b2, momentum, decay, rho in [0, 1)
 EPS = Hyper("float", (0.0, _INF, True, True), (1e-8, 1e-3))  # eps >= 0
 EPS_ROOT = Hyper("float", (0.0, _INF, True, True), (0.0, 1e-8))  # eps_root >= 0
@@ -186,10 +191,12 @@ def invalid_values(h: Hyper) -> list:
         return []
     lo, hi, lo_in, hi_in = h.valid
     out: list = []
+    # One below / above an inclusive bound; at float32's limit (where 1 is lost to
+    # rounding) twice the bound, a value that is finite in float64 only.
     if math.isfinite(lo):
-        out.append(lo - 1 if lo_in else lo)
+        out.append((lo - max(1.0, abs(lo)) if lo - 1 == lo else lo - 1) if lo_in else lo)
     if math.isfinite(hi):
-        out.append(hi + 1 if hi_in else hi)
+        out.append((hi + max(1.0, abs(hi)) if hi + 1 == hi else hi + 1) if hi_in else hi)
     if h.kind == "float" and out:
         out.append(float("nan"))
     return out

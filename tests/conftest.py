@@ -44,3 +44,4 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+collect_ignore = ["dropin"]  # the drop-in programs run through tests/test_dropin.py

@@ -10,4 +10,5 @@ from gradxform.testing.registry import REGISTRY
     "entry", [pytest.param(e, marks=[pytest.mark.slow] if e.slow else []) for e in REGISTRY], ids=str
 )
 def test_laws_hold(entry):
-    check_transformation(entry.build(), extra_args_fn=entry.extra_args_fn)
+    check_transformation(entry.build(), extra_args_fn=entry.extra_args_fn,
+                         init_reads_params=entry.init_reads_params)

@@ -432,7 +432,7 @@ INVALID = [
     (lambda: gxs.piecewise_constant_schedule(1.0, {-5: 0.5}), "boundaries_and_scales", "-5"),
     (lambda: gxs.join_schedules([], []), "schedules", "[]"),
     (lambda: gxs.join_schedules([_const(1), _const(2)], []), "boundaries", "len(boundaries)=0"),
-    (lambda: gxs.join_schedules([_const(1), _const(2)], [1, 2]), "boundaries", "len(boundaries)=2"),
+    (lambda: gxs.join_schedules([_const(1), _const(2)], [1, 2, 3]), "boundaries", "len(boundaries)=3"),
     (lambda: gxs.join_schedules([_const(1)] * 3, [20, 10]), "boundaries", "boundaries[1]=10"),
     (lambda: gxs.join_schedules([_const(1)] * 2, [-1]), "boundaries[0]", "-1"),
     (lambda: gxs.sgdr_schedule([]), "cosine_kwargs", "[]"),
@@ -508,7 +508,8 @@ def test_fractional_counts_match_optax():
 
 
 def test_public_names():
-    assert set(gxs.__all__) == {
+    # The schedules of this file; tests/test_schedules_more.py checks the rest of optax.schedules.
+    assert set(gxs.__all__) >= {
         "constant_schedule",
         "cosine_decay_schedule",
         "exponential_decay",
@@ -522,7 +523,7 @@ def test_public_names():
         "warmup_exponential_decay_schedule",
     }
     for name in gxs.__all__:
-        if hasattr(optax.schedules, name):
+        if __import__("inspect").isfunction(getattr(optax.schedules, name, None)):
             ours = list(__import__("inspect").signature(getattr(gxs, name)).parameters.values())
             theirs = list(__import__("inspect").signature(getattr(optax.schedules, name)).parameters.values())
             assert [(p.name, p.default, p.kind) for p in ours] == [

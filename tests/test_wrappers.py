@@ -328,7 +328,7 @@ def test_injected_schedules_are_evaluated_each_step():
 
 def test_inject_hyperparams_validation():
     with pytest.raises(ValueError, match="learning_rate"):
-        inject_hyperparams(gx.adam)(learning_rate=-1.0)
+        inject_hyperparams(gx.adam)(learning_rate=float("nan"))
     with pytest.raises(ValueError, match="b2"):
         inject_hyperparams(gx.adam)(learning_rate=0.1, b2=1.0)
     with pytest.raises(ValueError, match="static_args"):

@@ -97,9 +97,11 @@ def smooth_labels(one_hot: jax.Array, epsilon: float) -> jax.Array:
     label) still sums to one.
 
     Note:
-        ``optax.smooth_labels`` uses :math:`(1-\alpha) y + \alpha / k` instead
-        (the true class gets ``1 - alpha + alpha / k``). Both sum to one; they
-        differ by :math:`\alpha = \epsilon k / (k - 1)`.
+        :func:`gradxform.losses.smooth_labels` (also ``gx.smooth_labels``) is
+        optax's form, :math:`(1-\alpha) y + \alpha / k` (the true class gets
+        ``1 - alpha + alpha / k``), with ``axis`` and ``where`` arguments; use it
+        to reproduce ``optax.smooth_labels``. Both sum to one and agree for
+        :math:`\alpha = \epsilon k / (k - 1)`.
 
     Args:
         one_hot: targets with classes on the last axis (float, or an integer

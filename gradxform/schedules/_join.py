@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import jax
@@ -48,8 +49,13 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
       A schedule ``step -> float32 scalar``.
 
     Raises:
-      ValueError: if `schedules` is empty, ``len(boundaries) != len(schedules) - 1``,
-        or a boundary is negative or smaller than the one before it.
+      ValueError: if `schedules` is empty, `boundaries` has neither
+        ``len(schedules) - 1`` nor ``len(schedules)`` entries, or a boundary is
+        negative or smaller than the one before it.
+
+    Warns:
+      UserWarning: given as many boundaries as schedules (optax's idiom), the last
+        boundary is ignored, as in optax.
       TypeError: if an entry of `schedules` is not callable, or a boundary is
         not a concrete number.
 
@@ -64,7 +70,8 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
     Note:
       optax does not check its arguments: extra schedules or boundaries are
       silently ignored there, and decreasing boundaries make a schedule
-      unreachable. Both raise here.
+      unreachable. Both raise here, except one boundary per schedule (the last
+      one unused), which optax's own examples do: it warns.
     """
     fn = "join_schedules"
     schedules = list(schedules)
@@ -77,6 +84,17 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
                 f"got {s!r}. Wrap a constant in constant_schedule."
             )
     boundaries = list(boundaries)
+    if len(boundaries) == len(schedules):
+        # optax's idiom (its docstring's own examples give one boundary per schedule): the
+        # last boundary, the end of the last schedule, is not used. Accepted, with a warning.
+        warnings.warn(
+            f"{fn}: got as many boundaries as schedules ({len(schedules)}); the last one, "
+            f"boundaries[-1]={boundaries[-1]!r}, is not used (the last schedule runs for ever). "
+            "Give one boundary fewer than schedules.",
+            UserWarning,
+            stacklevel=2,
+        )
+        boundaries = boundaries[:-1]
     if len(boundaries) != len(schedules) - 1:
         raise ValueError(
             f"{fn}: `boundaries` must have one entry fewer than `schedules` (the step at "

@@ -173,7 +173,8 @@ def adahessian(
         ``eps`` keeps `scale_by_adahessian`'s (and Adam's) ``1e-8``.
 
     Raises:
-        ValueError: as `scale_by_adahessian`, and a negative ``learning_rate`` or
+        ValueError: as `scale_by_adahessian`, a NaN ``learning_rate`` or one not finite
+            in float32 (a negative one ascends, as in optax), or a negative
             ``weight_decay``.
 
     Examples:

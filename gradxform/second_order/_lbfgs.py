@@ -175,7 +175,11 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
     return GradientTransformation(init_fn, update_fn)
 
 
-@_hyper.declare(learning_rate=_hyper.LR._replace(optional=True), memory_size=_MEMORY_SIZE)
+# A scale of the direction the line search then tries: a negative one would search uphill.
+_LBFGS_LR = _hyper.number(0.0, _hyper.F32_MAX, draw=(1e-4, 1.0), optional=True, source="validator")
+
+
+@_hyper.declare(learning_rate=_LBFGS_LR, memory_size=_MEMORY_SIZE)
 def lbfgs(
     learning_rate: Optional[ScalarOrSchedule] = None,
     memory_size: int = 10,

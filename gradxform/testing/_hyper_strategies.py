@@ -18,7 +18,6 @@ from gradxform import _hyper
 from gradxform._hyper import Hyper
 
 
-
 def _declaring_factories() -> dict[str, Callable[..., Any]]:
     """Every public factory that declares its hyperparameters, by name (first public path wins)."""
     import gradxform as gx  # noqa: PLC0415 - strategies are loaded on demand, after gradxform
@@ -84,14 +83,25 @@ CONSTRAINTS: dict[str, Callable[[dict], dict]] = {
 }
 
 
+def _is_bound(x: float) -> bool:
+    """A finite bound below float32's limit (one at the limit only says "finite in float32")."""
+    return math.isfinite(x) and abs(x) < _hyper.F32_MAX
+
+
 def _number(h: Hyper, edge_cases: bool) -> st.SearchStrategy:
     lo, hi, lo_in, hi_in = h.valid
     dlo, dhi = h.draw
     if edge_cases:
         # The whole valid range, boundaries included where valid; unbounded sides capped.
-        lo_, hi_ = (lo if math.isfinite(lo) else dlo), (hi if math.isfinite(hi) else dhi)
-        excl_lo = math.isfinite(lo) and not lo_in
-        excl_hi = math.isfinite(hi) and not hi_in
+        # A bound at float32's limit (learning_rate: "any finite value") is no edge worth
+        # drawing: such a side is capped at the typical range, or at 0 when that is
+        # inside (a learning rate of 0, warm-up's start, is an edge; a negative one is
+        # not drawn: draws stay in the typical sign).
+        lo_, hi_ = (lo if _is_bound(lo) else dlo), (hi if _is_bound(hi) else dhi)
+        if math.isfinite(lo) and not _is_bound(lo) and lo <= 0 <= dlo:
+            lo_ = 0.0
+        excl_lo = _is_bound(lo) and not lo_in
+        excl_hi = _is_bound(hi) and not hi_in
     else:
         lo_, hi_, excl_lo, excl_hi = dlo, dhi, False, False
     if h.kind == "int":
@@ -103,7 +113,13 @@ def _number(h: Hyper, edge_cases: bool) -> st.SearchStrategy:
         exclude_max=excl_hi and fhi == hi_,
     ).map(float)
     if edge_cases:
-        bounds = [b for b, ok in ((lo_, not excl_lo), (hi_, not excl_hi)) if ok]
+        # A side capped at float32's limit is sampled only where it was capped at 0 (exact in
+        # float32); a typical-range cap there (0.1) need not be a float32 number.
+        at_limit_lo, at_limit_hi = math.isfinite(lo) and not _is_bound(lo), math.isfinite(hi) and not _is_bound(hi)
+        bounds = [
+            b for b, ok in ((lo_, not excl_lo and (not at_limit_lo or lo_ == 0.0)), (hi_, not excl_hi and not at_limit_hi))
+            if ok
+        ]
         if bounds:
             draws = st.one_of(st.sampled_from(bounds), draws)
     return draws
@@ -187,12 +203,17 @@ def invalid_hyperparameters(
             continue
         lo, hi, lo_in, hi_in = h.valid
         outside = []
-        if math.isfinite(lo):
+        if math.isfinite(lo) and not _is_bound(lo):
+            # Beyond float32's range: infinities, NaN and float64 values that overflow float32.
+            outside.append(st.sampled_from([-math.inf, math.nan, 2 * lo, -1e39]))
+        elif math.isfinite(lo):
             below = st.floats(lo - 10.0, lo, exclude_max=lo_in, width=32, allow_subnormal=False)
             if h.kind == "int":
                 below = st.integers(int(lo) - 10, int(lo) - (1 if lo_in else 0))
             outside.append(below)
-        if math.isfinite(hi):
+        if math.isfinite(hi) and not _is_bound(hi):
+            outside.append(st.sampled_from([math.inf, math.nan, 2 * hi, 1e39]))
+        elif math.isfinite(hi):
             above = st.floats(hi, hi + 10.0, exclude_min=hi_in, width=32, allow_subnormal=False)
             if h.kind == "int":
                 above = st.integers(int(hi) + (1 if hi_in else 0), int(hi) + 10)

@@ -26,15 +26,14 @@ _MOMENTS = dict(b1=_hyper.DECAY, b2=_hyper.DECAY, eps=_hyper.EPS, eps_root=_hype
 @_tree.leaf_rule(static=("nesterov",))
 def _adam_rule(g, mu, nu, s: _tree.MomentScalars, *, nesterov):
     x = g.astype(s.eps.dtype)
-    # The moments are rounded to their storage dtype first and the update is computed
-    # from the stored values: then it reads only the new moments, which XLA writes in
-    # place into the donated state (no copy of bfloat16 moments).
-    mu = _tree.update_moment(x, mu, s.b1).astype(mu.dtype)
-    nu = _tree.update_moment(_tree.abs_sq(x), nu, s.b2).astype(nu.dtype)
-    m_hat = _tree.debiased_first_moment(mu.astype(x.dtype), x, s, nesterov)
-    v_hat = nu.astype(x.dtype) / s.bc2
+    # The update reads the new moments before they are rounded to their storage dtype
+    # (mu_dtype=bfloat16 loses nothing this step), as optax does; only the state is rounded.
+    m = _tree.update_moment(x, mu, s.b1)
+    v = _tree.update_moment(_tree.abs_sq(x), nu, s.b2)
+    m_hat = _tree.debiased_first_moment(m, x, s, nesterov)
+    v_hat = v / s.bc2
     u = m_hat / (jnp.sqrt(v_hat + s.eps_root) + s.eps)
-    return u.astype(g.dtype), mu, nu
+    return u.astype(g.dtype), m.astype(mu.dtype), v.astype(nu.dtype)
 
 
 @_hyper.declare(**_MOMENTS)

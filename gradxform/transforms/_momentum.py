@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform import _checks, _hyper, _tree
-from gradxform._base import GradientTransformation, ScalarOrSchedule
+from gradxform._base import GradientTransformation, ScalarOrSchedule, identity
 from gradxform._combine import chain
 from gradxform.transforms._scale import scale_by_learning_rate
 
@@ -160,6 +160,7 @@ def sgd(
         >>> gx.apply_updates(params, updates)['w'].tolist()
         [0.8999999761581421, -2.0999999046325684]
     """
-    if momentum is None:
-        return chain(scale_by_learning_rate(learning_rate))
-    return chain(trace(momentum, nesterov, accumulator_dtype), scale_by_learning_rate(learning_rate))
+    # As in optax, a two-part chain either way (`identity` without momentum), so that the
+    # state's tree structure is optax's: ``(EmptyState(), EmptyState())``.
+    first = identity() if momentum is None else trace(momentum, nesterov, accumulator_dtype)
+    return chain(first, scale_by_learning_rate(learning_rate))

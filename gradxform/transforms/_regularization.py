@@ -10,6 +10,8 @@ import jax.numpy as jnp
 from gradxform import _checks, _hyper, _tree
 from gradxform._base import EmptyState, GradientTransformation
 
+AddDecayedWeightsState = EmptyState  # `add_decayed_weights`' state without a schedule (optax's name)
+
 
 class ScheduledDecayState(NamedTuple):
     count: jax.Array  # shape (), int32: number of updates so far (the schedule's argument)

@@ -13,14 +13,26 @@ from gradxform._combine import chain
 from gradxform.transforms._momentum import trace
 from gradxform.transforms._scale import scale_by_learning_rate
 
+# As in optax, the state has a `count` only with ``bias_correction=True`` (the
+# ``*WithCountState`` types), so that a checkpoint's leaves flatten the same.
+
 
 class ScaleByRmsState(NamedTuple):
+    nu: Any  # like params
+
+
+class ScaleByRmsWithCountState(NamedTuple):
     count: jax.Array  # shape (), int32 (used for the bias correction)
     nu: Any  # like params
 
 
 class ScaleByRStdDevState(NamedTuple):
-    count: jax.Array  # shape (), int32
+    mu: Any  # like params
+    nu: Any  # like params
+
+
+class ScaleByRStdDevWithCountState(NamedTuple):
+    count: jax.Array  # shape (), int32 (used for the bias correction)
     mu: Any  # like params
     nu: Any  # like params
 
@@ -92,23 +104,33 @@ def scale_by_rms(
         PyTorch writes :math:`\sqrt{\nu} + \epsilon`
         (``eps_in_sqrt=False``).
 
+    Returns:
+        A `GradientTransformation` whose state is `ScaleByRmsState` (``nu``), or
+        ``ScaleByRmsWithCountState`` (``count, nu``) with ``bias_correction``, as in optax.
+
     Raises:
         ValueError: ``decay`` outside [0, 1), negative ``eps`` or ``initial_scale``.
     """
     fn = "scale_by_rms"
+    state_type = ScaleByRmsWithCountState if bias_correction else ScaleByRmsState
 
     def init_fn(params):
-        return ScaleByRmsState(count=jnp.zeros([], jnp.int32), nu=_tree.square_full_like(params, initial_scale))
+        nu = _tree.square_full_like(params, initial_scale)
+        if bias_correction:
+            return ScaleByRmsWithCountState(count=jnp.zeros([], jnp.int32), nu=nu)
+        return ScaleByRmsState(nu=nu)
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
-        _checks.check_update(fn, state, ScaleByRmsState, updates, "nu")
-        count = _tree.safe_increment(state.count) if bias_correction else state.count
+        _checks.check_update(fn, state, state_type, updates, "nu")
+        count = _tree.safe_increment(state.count) if bias_correction else None
         updates, nu = _tree.apply_rule(
             _rms_rule, updates, state.nu, eps_in_sqrt=eps_in_sqrt,
             scalars=_rms_scalars(decay, eps, count, bias_correction),
         )
-        return updates, ScaleByRmsState(count=count, nu=nu)
+        if bias_correction:
+            return updates, ScaleByRmsWithCountState(count=count, nu=nu)
+        return updates, ScaleByRmsState(nu=nu)
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -125,27 +147,34 @@ def scale_by_stddev(
 
     (or :math:`g_t / (\sqrt{\hat \nu_t - \hat \mu_t^2} + \epsilon)` with ``eps_in_sqrt=False``).
 
+    Returns:
+        A `GradientTransformation` whose state is `ScaleByRStdDevState` (``mu, nu``), or
+        ``ScaleByRStdDevWithCountState`` (``count, mu, nu``) with ``bias_correction``, as in
+        optax.
+
     Raises:
         ValueError: ``decay`` outside [0, 1), negative ``eps`` or ``initial_scale``.
     """
     fn = "scale_by_stddev"
+    state_type = ScaleByRStdDevWithCountState if bias_correction else ScaleByRStdDevState
 
     def init_fn(params):
-        return ScaleByRStdDevState(
-            count=jnp.zeros([], jnp.int32),
-            mu=_tree.zeros_like(params),
-            nu=_tree.square_full_like(params, initial_scale),
-        )
+        mu, nu = _tree.zeros_like(params), _tree.square_full_like(params, initial_scale)
+        if bias_correction:
+            return ScaleByRStdDevWithCountState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
+        return ScaleByRStdDevState(mu=mu, nu=nu)
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
-        _checks.check_update(fn, state, ScaleByRStdDevState, updates, "nu")
-        count = _tree.safe_increment(state.count) if bias_correction else state.count
+        _checks.check_update(fn, state, state_type, updates, "nu")
+        count = _tree.safe_increment(state.count) if bias_correction else None
         updates, mu, nu = _tree.apply_rule(
             _stddev_rule, updates, state.mu, state.nu, eps_in_sqrt=eps_in_sqrt,
             scalars=_rms_scalars(decay, eps, count, bias_correction),
         )
-        return updates, ScaleByRStdDevState(count=count, mu=mu, nu=nu)
+        if bias_correction:
+            return updates, ScaleByRStdDevWithCountState(count=count, mu=mu, nu=nu)
+        return updates, ScaleByRStdDevState(mu=mu, nu=nu)
 
     return GradientTransformation(init_fn, update_fn)
 

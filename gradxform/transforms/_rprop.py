@@ -38,7 +38,11 @@ def _rprop_rule(g, step, prev, s: _RpropScalars):
 
 
 _RPROP = dict(
-    learning_rate=_hyper.LR._replace(draw=(1e-4, 1e-1)),
+    # The initial step size, not a factor of the update: positive (a negative one would
+    # step uphill and a zero one never move), finite in float32.
+    learning_rate=_hyper.number(
+        0.0, _hyper.F32_MAX, low_inclusive=False, draw=(1e-4, 1e-1), source="validator (a step size)"
+    ),
     eta_minus=_hyper.number(0.0, 1.0, low_inclusive=False, draw=(0.1, 0.9), source="validator"),
     eta_plus=_hyper.number(1.0, draw=(1.0, 2.0), source="validator"),
     min_step_size=_hyper.NONNEG._replace(draw=(1e-7, 1e-3), source="validator"),
@@ -79,9 +83,10 @@ def scale_by_rprop(
         ``scale_by_rprop`` returns the previous step's update instead (a known bug).
 
     Raises:
-        ValueError: a negative ``learning_rate``, ``eta_minus`` outside (0, 1],
-            ``eta_plus`` below 1, ``min_step_size`` negative or
-            ``max_step_size < min_step_size``.
+        ValueError: a ``learning_rate`` that is not positive (it is the initial
+            step size, not a factor of the update: to ascend, drop `rprop`'s
+            final ``scale(-1)``), ``eta_minus`` outside (0, 1], ``eta_plus`` below
+            1, ``min_step_size`` negative or ``max_step_size < min_step_size``.
     """
     fn = "scale_by_rprop"
 

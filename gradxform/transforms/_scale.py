@@ -8,7 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from gradxform import _checks, _hyper, _tree
-from gradxform._base import GradientTransformation, ScalarOrSchedule, identity, stateless
+from gradxform._base import EmptyState, GradientTransformation, ScalarOrSchedule, identity, stateless
+
+ScaleState = EmptyState  # `scale`'s state (optax's name)
 
 
 @_hyper.declare(step_size=_hyper.number(draw=(-1.0, 1.0)))

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform import _checks, _hyper, _tree
-from gradxform._base import GradientTransformation
+from gradxform._base import GradientTransformationExtraArgs
 from gradxform._combine import check_transform
 from gradxform._treeops import cond_inner_update
 
@@ -22,6 +22,8 @@ def all_finite(tree: Any) -> jax.Array:
 
 
 class ApplyIfFiniteState(NamedTuple):
+    """State of `apply_if_finite`: the fields, order and dtypes of optax's, so checkpoints move between them."""
+
     notfinite_count: jax.Array  # shape (), int32: consecutive non-finite steps (0 after a finite one)
     last_finite: jax.Array  # shape (), bool: whether the last step's updates were all finite
     total_notfinite: jax.Array  # shape (), int32: non-finite steps since init, never reset
@@ -29,7 +31,7 @@ class ApplyIfFiniteState(NamedTuple):
 
 
 @_hyper.declare(max_consecutive_errors=_hyper.integer(0, draw=(0, 5), source="validator"))
-def apply_if_finite(inner: Any, max_consecutive_errors: int) -> GradientTransformation:
+def apply_if_finite(inner: Any, max_consecutive_errors: int) -> GradientTransformationExtraArgs:
     r"""Wraps `inner` so that a step with a NaN or an infinity in the updates changes nothing.
 
     .. math::
@@ -57,7 +59,7 @@ def apply_if_finite(inner: Any, max_consecutive_errors: int) -> GradientTransfor
         max_consecutive_errors: an integer >= 0; see above.
 
     Returns:
-        A `GradientTransformation` with state `ApplyIfFiniteState`; extra
+        A `GradientTransformationExtraArgs` with state `ApplyIfFiniteState`; extra
         keyword arguments reach the inner update.
 
     Raises:
@@ -100,5 +102,5 @@ def apply_if_finite(inner: Any, max_consecutive_errors: int) -> GradientTransfor
             inner_state=inner_state,
         )
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformationExtraArgs(init_fn, update_fn)
 

@@ -33,6 +33,9 @@ class Entry:
         needs_params: the update reads the params.
         random: the output is random (compare distributions, not values).
         slow: compiles for long; the generic-law run skips it unless --runslow.
+        init_reads_params: ``init`` keeps the initial params by design (DoG, COCOB,
+            D-Adaptation, Prodigy, schedule-free, Mechanic: API.md waives the
+            ``init_value_independent`` law for these).
         accuracy_budget: the largest float32 error `gradxform.testing.check_accuracy`
             may measure in tests/test_accuracy.py (about twice the measured one), or
             None for that test's default.
@@ -48,6 +51,7 @@ class Entry:
     needs_params: bool = False
     random: bool = False
     slow: bool = False
+    init_reads_params: bool = False
     accuracy_budget: Optional[float] = None
 
     def build(self, **overrides: Any) -> Any:
