@@ -118,18 +118,30 @@ def make_optimizer(lib: Any, opt: str) -> Any:
             lib.add_decayed_weights(1e-4),
             lib.scale_by_learning_rate(schedule),
         )
-    raise ValueError(f"unknown optimizer {opt!r}; known: {OPTIMIZERS}")
+    if opt == "adafactor":
+        return lib.adafactor(1e-3)
+    if opt == "lion":
+        return lib.lion(1e-4)
+    if opt == "lamb":
+        return lib.lamb(1e-3)
+    raise ValueError(f"unknown optimizer {opt!r}; known: {OPTIMIZERS + MORE_OPTIMIZERS}")
 
 
 OPTIMIZERS: Tuple[str, ...] = ("adam", "sgdm", "clip_chain")
 # Measured on the many-leaves tree only.
 FLAT_OPTIMIZERS: Tuple[str, ...] = ("flat_adam", "flat_adam_both", "flat_clip_chain")
 FLAT_TREES: Tuple[str, ...] = ("small2000",)
+# optax's other optimizers people use at scale (issue 19), on the ResNet-50-shaped and bf16 trees.
+MORE_OPTIMIZERS: Tuple[str, ...] = ("adafactor", "lion", "lamb")
+MORE_TREES: Tuple[str, ...] = ("resnet50", "bf16_transformer")
 
 # Passes over the gradients on top of the one every optimizer needs: the global
 # norm reads them once more before the update can start.
 EXTRA_GRAD_READS = {"adam": 0, "sgdm": 0, "clip_chain": 1,
-                    "flat_adam": 0, "flat_adam_both": 0, "flat_clip_chain": 1}
+                    "flat_adam": 0, "flat_adam_both": 0, "flat_clip_chain": 1,
+                    # Adafactor's factored statistics, LAMB's update and parameter norms:
+                    # one more pass over the gradients (or the update) before the step.
+                    "adafactor": 1, "lion": 0, "lamb": 1}
 
 
 def ideal_bytes(opt: str, params_bytes: int, state_array_bytes: int, state_total_bytes: int) -> Dict[str, int]:
@@ -151,7 +163,8 @@ def ideal_bytes(opt: str, params_bytes: int, state_array_bytes: int, state_total
 
 def all_cases() -> List[str]:
     return [f"{tree}/{opt}" for tree in TREES
-            for opt in OPTIMIZERS + (FLAT_OPTIMIZERS if tree in FLAT_TREES else ())]
+            for opt in OPTIMIZERS + (FLAT_OPTIMIZERS if tree in FLAT_TREES else ())
+            + (MORE_OPTIMIZERS if tree in MORE_TREES else ())]
 
 
 def select_cases(patterns: str | None) -> List[str]:

@@ -14,6 +14,7 @@ import pytest
 import gradxform as gx
 from gradxform.testing import check_accuracy
 from gradxform.testing.registry import REGISTRY
+from _entries import heavy
 
 # Measured with this file's PARAMS and STEPS over seeds 0-2 (after the accurate-scalars change
 # of _tree.decay / bias_correction): the worst registry entry that sets no budget is adamw,
@@ -52,7 +53,7 @@ def _optax(entry):
     return _standard_promotion(getattr(optax, entry.optax_name)(**(entry.optax_kwargs or entry.kwargs)))
 
 
-@pytest.mark.parametrize("entry", ENTRIES, ids=str)
+@pytest.mark.parametrize("entry", heavy(ENTRIES))
 def test_float32_error_within_budget_and_optax(entry):
     baseline = _optax(entry)
     budget = entry.accuracy_budget if entry.accuracy_budget is not None else DEFAULT_BUDGET

@@ -16,6 +16,7 @@ import pytest
 
 import gradxform as gx
 from gradxform.testing.registry import REGISTRY
+from _entries import heavy
 
 loose = jax.numpy_dtype_promotion("standard")  # optax relies on implicit promotion
 
@@ -105,7 +106,7 @@ def _extra(entry, step, params, grads):
     return entry.extra_args_fn(step, params, grads) if entry.extra_args_fn else {}
 
 
-@pytest.mark.parametrize("entry", [e for e in WITH_OPTAX if not e.random], ids=str)
+@pytest.mark.parametrize("entry", heavy([e for e in WITH_OPTAX if not e.random]))
 def test_optax_checkpoint_continues_as_in_optax(entry):
     """optax's state after WARMUP steps (a checkpoint) has our leaves and continues as optax does.
 

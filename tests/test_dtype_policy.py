@@ -8,6 +8,8 @@ import pytest
 import gradxform as gx
 from gradxform.testing.registry import REGISTRY
 
+from _entries import heavy
+
 DETERMINISTIC = [e for e in REGISTRY if not e.random]
 
 
@@ -31,7 +33,7 @@ def _signature(tree):
     ]
 
 
-@pytest.mark.parametrize("entry", REGISTRY, ids=str)
+@pytest.mark.parametrize("entry", heavy(REGISTRY))
 def test_update_runs_as_scan_body_with_bf16_params_and_f32_grads(entry):
     """State dtypes are fixed at init: lax.scan rejects a carry whose dtype drifts."""
     tx = entry.build()
@@ -66,7 +68,7 @@ def test_updates_keep_incoming_dtype_and_state_keeps_init_dtype(entry, dtype=jnp
         assert _signature(state) == before
 
 
-@pytest.mark.parametrize("entry", REGISTRY, ids=str)
+@pytest.mark.parametrize("entry", heavy(REGISTRY))
 def test_state_dtype_stable_through_lax_cond(entry):
     tx = entry.build()
     params = _params(jnp.bfloat16)
@@ -81,7 +83,7 @@ def test_state_dtype_stable_through_lax_cond(entry):
     assert _signature(out) == _signature(state)
 
 
-@pytest.mark.parametrize("entry", DETERMINISTIC, ids=str)
+@pytest.mark.parametrize("entry", heavy(DETERMINISTIC))
 def test_fp16_zero_gradients_never_give_nan(entry):
     tx = entry.build()
     params = _params(jnp.float16)

@@ -15,6 +15,9 @@ import pytest
 import gradxform as gx
 from gradxform.testing.registry import INVALID_CASES, REGISTRY
 
+from _entries import heavy
+from _entries import heavy
+
 loose = jax.numpy_dtype_promotion("standard")  # optax relies on implicit promotion
 
 WITH_REFERENCE = [e for e in REGISTRY if e.reference is not None]
@@ -48,7 +51,7 @@ def test_reference_parity_float32(entry):
     )
 
 
-@pytest.mark.parametrize("entry", WITH_REFERENCE, ids=str)
+@pytest.mark.parametrize("entry", heavy(WITH_REFERENCE))
 def test_reference_parity_bfloat16(entry):
     gx.testing.check_against_reference(
         entry.build(), entry.reference(), steps=4, dtype=jnp.bfloat16, extra_args_fn=entry.extra_args_fn

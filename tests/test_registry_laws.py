@@ -5,10 +5,10 @@ import pytest
 from gradxform.testing import check_transformation
 from gradxform.testing.registry import REGISTRY
 
+from _entries import heavy
 
-@pytest.mark.parametrize(
-    "entry", [pytest.param(e, marks=[pytest.mark.slow] if e.slow else []) for e in REGISTRY], ids=str
-)
+
+@pytest.mark.parametrize("entry", heavy(REGISTRY))
 def test_laws_hold(entry):
     check_transformation(entry.build(), extra_args_fn=entry.extra_args_fn,
                          init_reads_params=entry.init_reads_params)

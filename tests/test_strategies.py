@@ -254,6 +254,7 @@ _REQUIRED = {
     "apply_if_finite": lambda: {"inner": gx.sgd(0.1)},
     "MultiSteps": lambda: {"opt": gx.sgd(0.1)},
     "polyak_averaging": lambda: {"inner": gx.sgd(0.1)},
+    "measure_with_ema": lambda: {"measure": gx.tree.norm},
 }
 
 
