@@ -92,6 +92,17 @@ def _sum_squares(x: jax.Array, axis: Any = None, keepdims: bool = False, scaled:
     return jnp.sum(_tree.abs_sq(w), axis=axis, keepdims=keepdims).astype(real)
 
 
+def _branch(pred: jax.Array, true_fn: Callable[[], Any], false_fn: Callable[[], Any]) -> Any:
+    """``lax.cond`` under a trace; Python's ``if`` on a concrete `pred` (eager code).
+
+    An eager ``lax.cond`` traces and compiles both branches on every call (about 0.25 s
+    for a clip of a small tree, against 2 ms without it).
+    """
+    if isinstance(pred, jax.core.Tracer):
+        return jax.lax.cond(pred, true_fn, false_fn)
+    return true_fn() if bool(pred) else false_fn()
+
+
 def _parts_many(plains: list, rescaled: Callable[[], list]) -> list:
     """`NormParts` from sums of squares `plains`; where any is infinite, from ``rescaled()`` as well.
 
@@ -110,7 +121,7 @@ def _parts_many(plains: list, rescaled: Callable[[], list]) -> list:
         return [_combine(p, s, r) for p, s, r in zip(plains, rescaled(), reals)]
 
     anyinf = jnp.any(jnp.stack([jnp.any(jnp.isinf(p)) for p in plains]))
-    return jax.lax.cond(anyinf, overflowed, finite)
+    return _branch(anyinf, overflowed, finite)
 
 
 def _norm_parts(x: jax.Array, axis: Any = None, keepdims: bool = False) -> NormParts:
@@ -185,14 +196,14 @@ def _overflow_safe(x: jax.Array, value: jax.Array, norm_fn: Callable, axis: Any,
     costs one more comparison.
     """
 
-    def rescaled(_):
+    def rescaled():
         s = _homogeneous_scale(x, axis)
         out = norm_fn(jax.lax.optimization_barrier(x * s.astype(x.dtype)))  # no (x s)^2 -> x^2 s^2
         s_out = s if keepdims else jnp.squeeze(s, axis=_norm_axes(x.ndim, axis))
         return (out / s_out).astype(value.dtype)
 
     needed = jnp.any(jnp.isinf(value)) & jnp.all(jnp.isfinite(x))
-    return jax.lax.cond(needed, rescaled, lambda _: value, None)
+    return _branch(needed, rescaled, lambda: value)
 
 
 def _norm_axes(ndim: int, axis: Any) -> tuple:
