@@ -50,7 +50,7 @@ def _standard_promotion(tx):
 def _optax(entry):
     if entry.optax_name is None:
         return None
-    return _standard_promotion(getattr(optax, entry.optax_name)(**(entry.optax_kwargs or entry.kwargs)))
+    return _standard_promotion(getattr(optax, entry.optax_name)(**entry.optax_arguments(optax)))
 
 
 @pytest.mark.parametrize("entry", heavy(ENTRIES))

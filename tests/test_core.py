@@ -286,3 +286,20 @@ def test_top_level_re_exports_every_transform_schedule_and_wrapper(package):
     missing = [n for n in module.__all__ if getattr(gx, n, None) is not getattr(module, n)]
     assert not missing, f"add to gradxform/__init__.py: {missing}"
     assert not [n for n in module.__all__ if n not in gx.__all__]
+
+
+def test_the_library_never_imports_optax_flax_or_chex():
+    """optax and flax are oracles for the tests only: importing every gradxform module,
+    the registry and the references included, must not load them."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    code = (
+        "import pkgutil, importlib, sys, gradxform\n"
+        "for m in pkgutil.walk_packages(gradxform.__path__, 'gradxform.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "bad = sorted(n for n in sys.modules if n.split('.')[0] in ('optax', 'flax', 'chex'))\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

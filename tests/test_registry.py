@@ -61,7 +61,7 @@ def test_reference_parity_bfloat16(entry):
 @pytest.mark.parametrize("entry", WITH_OPTAX, ids=str)
 def test_parity_with_optax(entry):
     ours = entry.build()
-    theirs = getattr(optax, entry.optax_name)(**(entry.optax_kwargs or entry.kwargs))
+    theirs = getattr(optax, entry.optax_name)(**entry.optax_arguments(optax))
     p_ours = p_theirs = _params()
     s_ours, s_theirs = ours.init(p_ours), theirs.init(p_theirs)
     for step in range(6):

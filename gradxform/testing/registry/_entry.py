@@ -47,7 +47,7 @@ class Entry:
     reference: Optional[Callable[[], Any]] = None
     extra_args_fn: Optional[Callable[[int, Any, Any], dict]] = None
     optax_name: Optional[str] = None
-    optax_kwargs: Optional[dict] = None
+    optax_kwargs: Union[dict, Callable[[Any], dict], None] = None
     needs_params: bool = False
     random: bool = False
     slow: bool = False
@@ -56,6 +56,14 @@ class Entry:
 
     def build(self, **overrides: Any) -> Any:
         return self.factory(**{**self.kwargs, **overrides})
+
+    def optax_arguments(self, optax: Any) -> dict:
+        """The keyword arguments of optax's counterpart: `optax_kwargs` (a dict, or
+        ``optax -> dict`` where they hold optax objects, so that this library never
+        imports optax), or else `kwargs`."""
+        if callable(self.optax_kwargs):
+            return self.optax_kwargs(optax)
+        return self.optax_kwargs or self.kwargs
 
     def invalid_cases(self) -> list[tuple[dict, str]]:
         """``(override, argument)`` pairs that must raise ``ValueError`` naming the argument.
@@ -94,7 +102,7 @@ def case(
     *,
     reference: Union[_ByName, None, Callable[[Any], Any]] = BY_NAME,
     optax: Union[bool, str] = True,
-    optax_kwargs: Optional[dict] = None,
+    optax_kwargs: Union[dict, Callable[[Any], dict], None] = None,
     name: Optional[str] = None,
     **fields: Any,
 ) -> Entry:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 
 import gradxform as gx
 from gradxform.testing.registry._entry import case
 
 _INNER = gx.adam(0.01)
-_OPTAX_INNER = optax.adam(0.01)
 
 
 def _even_steps(step):
@@ -63,24 +61,25 @@ ENTRIES = [
     case(gx.polyak_averaging, {"inner": _INNER, "decay": 0.9}, optax=False, needs_params=True,
          reference=lambda ref: ref.polyak_averaging(ref.adam(0.01), 0.9)),
     case(gx.conditionally_mask, {"inner": _INNER, "should_transform_fn": _even_steps},
-         optax_kwargs={"inner": _OPTAX_INNER, "should_transform_fn": _even_steps},
+         optax_kwargs=lambda optax: {"inner": optax.adam(0.01), "should_transform_fn": _even_steps},
          reference=lambda ref: ref.conditionally_mask(ref.adam(0.01), _even_steps)),
     case(gx.conditionally_transform, {"inner": _INNER, "should_transform_fn": _even_steps},
-         optax_kwargs={"inner": _OPTAX_INNER, "should_transform_fn": _even_steps},
+         optax_kwargs=lambda optax: {"inner": optax.adam(0.01), "should_transform_fn": _even_steps},
          reference=lambda ref: ref.conditionally_transform(ref.adam(0.01), _even_steps)),
     case(gx.apply_every, {"k": 3}),
     case(gx.partition, {"transforms": {"m": _INNER, "v": gx.sgd(0.1, momentum=0.9)}, "param_labels": _matrix_or_vector},
-         optax_kwargs={"transforms": {"m": _OPTAX_INNER, "v": optax.sgd(0.1, momentum=0.9)},
-                       "param_labels": _matrix_or_vector},
+         optax_kwargs=lambda optax: {"transforms": {"m": optax.adam(0.01), "v": optax.sgd(0.1, momentum=0.9)},
+                                    "param_labels": _matrix_or_vector},
          reference=lambda ref: ref.partition({"m": ref.adam(0.01), "v": ref.sgd(0.1, momentum=0.9)}, _matrix_or_vector)),
     case(gx.freeze, {"mask": _vectors}, reference=lambda ref: ref.freeze(_vectors)),
     case(gx.selective_transform, {"optimizer": _INNER, "freeze_mask": False},
-         optax_kwargs={"optimizer": _OPTAX_INNER, "freeze_mask": False},
+         optax_kwargs=lambda optax: {"optimizer": optax.adam(0.01), "freeze_mask": False},
          reference=lambda ref: ref.selective_transform(ref.adam(0.01), freeze_mask=False)),
     case(gx.selective_transform, {"optimizer": _INNER, "freeze_mask": _vectors}, "mask_fn", optax=False,
          reference=lambda ref: ref.selective_transform(ref.adam(0.01), freeze_mask=_vectors)),
     case(gx.snapshot, {"measure_name": "norm", "measure": _global_norm}, reference=lambda ref: ref.identity()),
     case(gx.monitor, {"measures": {"norm": _global_norm, "ema": gx.measure_with_ema(_global_norm, decay=0.9)}},
-         optax_kwargs={"measures": {"norm": _global_norm, "ema": optax.measure_with_ema(_global_norm, decay=0.9)}},
+         optax_kwargs=lambda optax: {"measures": {"norm": _global_norm,
+                                                "ema": optax.measure_with_ema(_global_norm, decay=0.9)}},
          reference=lambda ref: ref.identity()),
 ]
