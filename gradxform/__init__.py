@@ -8,7 +8,10 @@
 # `transforms` first: it re-exports the wrappers of `optax.transforms`, which build on its rules.
 from gradxform import transforms  # noqa: I001
 from gradxform import (
+    contrib,
+    experimental,
     losses,
+    microbatching,
     nn,
     projections,
     schedules,
@@ -381,6 +384,7 @@ __all__ = [
     "conditionally_mask",
     "conditionally_transform",
     "constant_schedule",
+    "contrib",
     "convex_kl_divergence",
     "cosine_decay_schedule",
     "cosine_distance",
@@ -389,6 +393,7 @@ __all__ = [
     "ctc_loss",
     "ctc_loss_with_forward_probs",
     "ema",
+    "experimental",
     "exponential_decay",
     "flatten",
     "freeze",
@@ -420,6 +425,7 @@ __all__ = [
     "matrix_inverse_pth_root",
     "measure_with_ema",
     "microbatch",
+    "microbatching",
     "monitor",
     "multi_normal",
     "multi_transform",

@@ -32,7 +32,7 @@ PARAMS = {"w": np.random.default_rng(0).standard_normal((4, 5))}
 ENTRIES = [e for e in REGISTRY if not e.random and not e.slow]
 
 
-def _standard_promotion(tx):
+def _standard_promotion(tx, pass_extra_args=False):
     """optax relies on implicit dtype promotion; the tests run with strict promotion."""
 
     def init(params):
@@ -40,9 +40,10 @@ def _standard_promotion(tx):
             return tx.init(params)
 
     def update(updates, state, params=None, **extra_args):
-        del extra_args  # the optax counterparts named in the registry take none
+        if not pass_extra_args:  # optax's counterpart takes none
+            extra_args = {}
         with jax.numpy_dtype_promotion("standard"):
-            return tx.update(updates, state, params)
+            return tx.update(updates, state, params, **extra_args)
 
     return gx.GradientTransformation(init, update)
 
@@ -50,7 +51,7 @@ def _standard_promotion(tx):
 def _optax(entry):
     if entry.optax_name is None:
         return None
-    return _standard_promotion(getattr(optax, entry.optax_name)(**entry.optax_arguments(optax)))
+    return _standard_promotion(entry.build_optax(optax), entry.optax_extra_args)
 
 
 @pytest.mark.parametrize("entry", heavy(ENTRIES))

@@ -74,7 +74,7 @@ def _grads(params, seed):
 def _build(entry):
     ours = entry.build()
     with loose:
-        theirs = getattr(optax, entry.optax_name)(**entry.optax_arguments(optax))
+        theirs = entry.build_optax(optax)
     return ours, theirs
 
 

@@ -61,16 +61,18 @@ def test_reference_parity_bfloat16(entry):
 @pytest.mark.parametrize("entry", WITH_OPTAX, ids=str)
 def test_parity_with_optax(entry):
     ours = entry.build()
-    theirs = getattr(optax, entry.optax_name)(**entry.optax_arguments(optax))
+    theirs = entry.build_optax(optax)
     p_ours = p_theirs = _params()
     s_ours, s_theirs = ours.init(p_ours), theirs.init(p_theirs)
     for step in range(6):
         grads = _grads(p_ours, seed=step + 1)
         if step == 2:  # exact zeros in one step
             grads["layer1"]["w"] = grads["layer1"]["w"].at[0].set(0.0)
-        u_ours, s_ours = jax.jit(ours.update)(grads, s_ours, p_ours, **_extra(entry, step, p_ours, grads))
+        extra = _extra(entry, step, p_ours, grads)
+        u_ours, s_ours = jax.jit(ours.update)(grads, s_ours, p_ours, **extra)
         with loose:
-            u_theirs, s_theirs = theirs.update(grads, s_theirs, p_theirs)
+            theirs_extra = _extra(entry, step, p_theirs, grads) if entry.optax_extra_args else {}
+            u_theirs, s_theirs = theirs.update(grads, s_theirs, p_theirs, **theirs_extra)
         p_ours, p_theirs = gx.apply_updates(p_ours, u_ours), optax.apply_updates(p_theirs, u_theirs)
         for (path, a), b in zip(
             jax.tree_util.tree_flatten_with_path(u_ours)[0], jax.tree_util.tree_leaves(u_theirs)

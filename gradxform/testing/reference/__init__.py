@@ -256,3 +256,14 @@ __all__ = [
     "yogi",
     "zero_nans",
 ]
+
+# TEMPORARY (issue 17 in progress): every ``_contrib_*`` module's ``__all__`` is exported here;
+# replaced by explicit imports when the modules land.
+import importlib as _importlib  # noqa: E402
+import pkgutil as _pkgutil  # noqa: E402
+
+for _info in _pkgutil.iter_modules(__path__):
+    if _info.name.startswith("_contrib_"):
+        _module = _importlib.import_module(f"{__name__}.{_info.name}")
+        for _name in getattr(_module, "__all__", ()):
+            globals()[_name] = getattr(_module, _name)

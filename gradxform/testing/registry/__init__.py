@@ -37,6 +37,15 @@ REGISTRY: list[Entry] = [
     *_schedules.ENTRIES,
 ]
 
+# TEMPORARY (issue 17 in progress): every ``_contrib_*`` module's ENTRIES join the registry;
+# replaced by explicit imports when the modules land.
+import importlib as _importlib  # noqa: E402
+import pkgutil as _pkgutil  # noqa: E402
+
+for _info in sorted(_pkgutil.iter_modules(__path__), key=lambda i: i.name):
+    if _info.name.startswith("_contrib_"):
+        REGISTRY.extend(_importlib.import_module(f"{__name__}.{_info.name}").ENTRIES)
+
 ENTRIES_BY_NAME: dict[str, Entry] = {entry.name: entry for entry in REGISTRY}
 if len(ENTRIES_BY_NAME) != len(REGISTRY):
     raise RuntimeError("two registry entries share a name")

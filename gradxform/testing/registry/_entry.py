@@ -29,7 +29,10 @@ class Entry:
         extra_args_fn: ``(step, params, grads) -> dict`` of extra keyword arguments
             for update (``hessian_diag=``, ``value=``, ...).
         optax_name, optax_kwargs: the optax function with the same signature and
-            numerics (by default the same name and arguments), or None.
+            numerics (by default the same name and arguments; a dotted name such as
+            ``"contrib.muon"`` for a sub-module), or None.
+        optax_extra_args: optax's update takes the same extra keyword arguments
+            (``value=`` for optax.contrib's Momo), so the parity test passes them on.
         needs_params: the update reads the params.
         random: the output is random (compare distributions, not values).
         slow: compiles for long; the generic-law run skips it unless --runslow.
@@ -48,6 +51,7 @@ class Entry:
     extra_args_fn: Optional[Callable[[int, Any, Any], dict]] = None
     optax_name: Optional[str] = None
     optax_kwargs: Union[dict, Callable[[Any], dict], None] = None
+    optax_extra_args: bool = False
     needs_params: bool = False
     random: bool = False
     slow: bool = False
@@ -56,6 +60,19 @@ class Entry:
 
     def build(self, **overrides: Any) -> Any:
         return self.factory(**{**self.kwargs, **overrides})
+
+    def optax_factory(self, optax: Any) -> Callable[..., Any]:
+        """optax's counterpart (`optax_name` looked up in `optax`, dots as sub-modules)."""
+        if self.optax_name is None:
+            raise ValueError(f"{self.name} has no optax counterpart")
+        found = optax
+        for part in self.optax_name.split("."):
+            found = getattr(found, part)
+        return found
+
+    def build_optax(self, optax: Any) -> Any:
+        """optax's counterpart built with `optax_arguments`."""
+        return self.optax_factory(optax)(**self.optax_arguments(optax))
 
     def optax_arguments(self, optax: Any) -> dict:
         """The keyword arguments of optax's counterpart: `optax_kwargs` (a dict, or

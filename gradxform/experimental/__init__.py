@@ -1,0 +1,3 @@
+"""Experimental APIs, as ``optax.experimental``."""
+
+__all__: list = []
