@@ -124,7 +124,9 @@ def make_optimizer(lib: Any, opt: str) -> Any:
         return lib.lion(1e-4)
     if opt == "lamb":
         return lib.lamb(1e-3)
-    raise ValueError(f"unknown optimizer {opt!r}; known: {OPTIMIZERS + MORE_OPTIMIZERS}")
+    if opt == "muon":  # optax.contrib's defaults: Newton-Schulz on the 2-D leaves, AdamW on the others
+        return lib.contrib.muon(1e-3)
+    raise ValueError(f"unknown optimizer {opt!r}; known: {OPTIMIZERS + MORE_OPTIMIZERS + MATRIX_OPTIMIZERS}")
 
 
 OPTIMIZERS: Tuple[str, ...] = ("adam", "sgdm", "clip_chain")
@@ -134,6 +136,9 @@ FLAT_TREES: Tuple[str, ...] = ("small2000",)
 # optax's other optimizers people use at scale (issue 19), on the ResNet-50-shaped and bf16 trees.
 MORE_OPTIMIZERS: Tuple[str, ...] = ("adafactor", "lion", "lamb")
 MORE_TREES: Tuple[str, ...] = ("resnet50", "bf16_transformer")
+# Muon (issue 17): its Newton-Schulz iterations are matrix products, so it also gets a FLOP count.
+MATRIX_OPTIMIZERS: Tuple[str, ...] = ("muon",)
+MATRIX_TREES: Tuple[str, ...] = ("resnet50",)
 
 # Passes over the gradients on top of the one every optimizer needs: the global
 # norm reads them once more before the update can start.
@@ -141,7 +146,21 @@ EXTRA_GRAD_READS = {"adam": 0, "sgdm": 0, "clip_chain": 1,
                     "flat_adam": 0, "flat_adam_both": 0, "flat_clip_chain": 1,
                     # Adafactor's factored statistics, LAMB's update and parameter norms:
                     # one more pass over the gradients (or the update) before the step.
-                    "adafactor": 1, "lion": 0, "lamb": 1}
+                    "adafactor": 1, "lion": 0, "lamb": 1, "muon": 0}
+
+
+def newton_schulz_flops(spec: Spec, ns_steps: int = 5) -> int:
+    """The FLOPs of Muon's Newton-Schulz iterations on the 2-D leaves of `spec` (optax's default split).
+
+    Per iteration on an m x n matrix (m <= n, the wide orientation): A = X X^T (2 m^2 n),
+    A A (2 m^3) and (b A + c A^2) X (2 m^2 n); the elementwise terms are left out.
+    """
+    total = 0
+    for shape, _ in _spec_leaves(spec):
+        if len(shape) == 2:
+            m, n = sorted(shape)
+            total += ns_steps * (4 * m * m * n + 2 * m ** 3)
+    return total
 
 
 def ideal_bytes(opt: str, params_bytes: int, state_array_bytes: int, state_total_bytes: int) -> Dict[str, int]:
@@ -164,7 +183,8 @@ def ideal_bytes(opt: str, params_bytes: int, state_array_bytes: int, state_total
 def all_cases() -> List[str]:
     return [f"{tree}/{opt}" for tree in TREES
             for opt in OPTIMIZERS + (FLAT_OPTIMIZERS if tree in FLAT_TREES else ())
-            + (MORE_OPTIMIZERS if tree in MORE_TREES else ())]
+            + (MORE_OPTIMIZERS if tree in MORE_TREES else ())
+            + (MATRIX_OPTIMIZERS if tree in MATRIX_TREES else ())]
 
 
 def select_cases(patterns: str | None) -> List[str]:
@@ -229,6 +249,7 @@ TARGETS = [
     (("small2000",), ("flat_adam",), "compile_peak_ratio", "<=", 0.5,
      "2,000 leaves, gx.flatten: compile-time memory peak <= half of optax's"),
     (("bf16_transformer",), OPTIMIZERS, "step_ratio", "<=", 1.0, "bf16: at least as fast as optax"),
+    (MATRIX_TREES, MATRIX_OPTIMIZERS, "step_ratio", "<=", 1.0, "Muon step <= 1.0x optax's"),
 ]
 
 

@@ -106,6 +106,11 @@ def _extra(entry, step, params, grads):
     return entry.extra_args_fn(step, params, grads) if entry.extra_args_fn else {}
 
 
+def _their_extra(entry, step, params, grads):
+    """The same extra arguments for optax, where its update takes them (``value=`` for Momo)."""
+    return _extra(entry, step, params, grads) if entry.optax_extra_args else {}
+
+
 @pytest.mark.parametrize("entry", heavy([e for e in WITH_OPTAX if not e.random]))
 def test_optax_checkpoint_continues_as_in_optax(entry):
     """optax's state after WARMUP steps (a checkpoint) has our leaves and continues as optax does.
@@ -125,7 +130,7 @@ def test_optax_checkpoint_continues_as_in_optax(entry):
         grads = _grads(params, seed=step + 1)
         _, our_state = jax.jit(ours.update)(grads, our_state, params, **_extra(entry, step, params, grads))
         with loose:
-            u, their_state = theirs.update(grads, their_state, params)
+            u, their_state = theirs.update(grads, their_state, params, **_their_extra(entry, step, params, grads))
         # Keep the params' shapes (optax's DoG gives a scalar param a (1,)-shaped update).
         stepped = optax.apply_updates(params, u)
         params = jax.tree_util.tree_map(lambda p, q: jnp.reshape(p, jnp.shape(q)), stepped, params)
@@ -144,7 +149,7 @@ def test_optax_checkpoint_continues_as_in_optax(entry):
         grads = _grads(p_ours, seed=step + 1)
         u_ours, state = jax.jit(ours.update)(grads, state, p_ours, **_extra(entry, step, p_ours, grads))
         with loose:
-            u_theirs, their_state = theirs.update(grads, their_state, p_theirs)
+            u_theirs, their_state = theirs.update(grads, their_state, p_theirs, **_their_extra(entry, step, p_theirs, grads))
         p_ours, p_theirs = gx.apply_updates(p_ours, u_ours), optax.apply_updates(p_theirs, u_theirs)
         for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(u_ours)[0], jax.tree_util.tree_leaves(u_theirs)):
             a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)

@@ -23,7 +23,8 @@ def _declaring_factories() -> dict[str, Callable[..., Any]]:
     import gradxform as gx  # noqa: PLC0415 - strategies are loaded on demand, after gradxform
 
     found: dict[str, Callable[..., Any]] = {}
-    for module in (gx, gx.transforms, gx.second_order, gx.wrappers, gx.training, gx.schedules, gx.nn):
+    for module in (gx, gx.transforms, gx.second_order, gx.wrappers, gx.training, gx.schedules, gx.nn,
+                   gx.contrib):
         for name in getattr(module, "__all__", ()):
             obj = getattr(module, name, None)
             if callable(obj) and _hyper.declared(obj):
@@ -64,23 +65,6 @@ def _f32_inward(lo: float, hi: float) -> tuple[float, float]:
     if float(hi32) > hi:
         hi32 = np.nextafter(hi32, np.float32(-np.inf))
     return float(lo32), float(hi32)
-
-
-def _nesterov_needs_momentum(kw: dict) -> dict:
-    return kw | {"nesterov": bool(kw["nesterov"]) and kw["momentum"] is not None}
-
-
-def _max_step_at_least_min(kw: dict) -> dict:
-    return kw | {"max_step_size": max(kw["max_step_size"], kw["min_step_size"])}
-
-
-# Constraints between arguments of one row, applied to every draw of `hyperparameters`.
-CONSTRAINTS: dict[str, Callable[[dict], dict]] = {
-    "sgd": _nesterov_needs_momentum,
-    "rmsprop": _nesterov_needs_momentum,
-    "rprop": _max_step_at_least_min,
-    "scale_by_rprop": _max_step_at_least_min,
-}
 
 
 def _is_bound(x: float) -> bool:

@@ -173,7 +173,7 @@ def check_transformation(
             ``4 * steps`` times more): ``|a - b| <= rtol * (|a| + max|a|) + atol``
             per leaf. Default rtol: 2e-6 for float32, 1.6e-2 for bfloat16, 2e-3
             for float16 (about 16 ulps of float32, 2 of bfloat16 and float16).
-        examples: explicit `Example`s to run instead of the default ones.
+        examples: explicit `Example` objects to run instead of the default ones.
         fail_fast: stop at the first broken law (used while hypothesis shrinks).
         seed: seed of the example trees and gradients.
 

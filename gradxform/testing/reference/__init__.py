@@ -159,9 +159,37 @@ from gradxform.testing.reference._schedules_more import (
     warmup_constant_schedule,
 )
 
+from gradxform.testing.reference._contrib_adam import (
+    acprop,
+    ademamix,
+    adopt,
+    scale_by_acprop,
+    scale_by_ademamix,
+    scale_by_adopt,
+    scale_by_simplified_ademamix,
+    simplified_ademamix,
+)
+from gradxform.testing.reference._contrib_dadapt import dadapt_adamw, mechanize, prodigy
+from gradxform.testing.reference._contrib_free import cocob, dog, dowg, scale_by_cocob
+from gradxform.testing.reference._contrib_matrix import galore, muon, scale_by_galore, scale_by_muon
+from gradxform.testing.reference._contrib_misc import momo, momo_adam, normalize, sophia
+from gradxform.testing.reference._contrib_privacy import (
+    differentially_private_aggregate,
+    dpsgd,
+    split_real_and_imaginary,
+)
+from gradxform.testing.reference._contrib_schedule_free import (
+    madgrad,
+    scale_by_madgrad,
+    schedule_free,
+    schedule_free_adamw,
+    schedule_free_sgd,
+)
+
 __all__ = [
     "MultiSteps",
     "Reference",
+    "acprop",
     "adabelief",
     "adadelta",
     "adafactor",
@@ -175,6 +203,8 @@ __all__ = [
     "adaptive_grad_clip",
     "add_decayed_weights",
     "add_l1_decay",
+    "ademamix",
+    "adopt",
     "amsgrad",
     "apply_every",
     "apply_if_finite",
@@ -183,12 +213,19 @@ __all__ = [
     "clip",
     "clip_by_block_rms",
     "clip_by_global_norm",
+    "cocob",
     "conditionally_mask",
     "conditionally_transform",
     "cosine_onecycle_schedule",
+    "dadapt_adamw",
+    "differentially_private_aggregate",
+    "dog",
+    "dowg",
+    "dpsgd",
     "ema",
     "freeze",
     "fromage",
+    "galore",
     "identity",
     "keep_params_nonnegative",
     "lamb",
@@ -197,11 +234,17 @@ __all__ = [
     "levenberg_tau",
     "linear_onecycle_schedule",
     "lion",
+    "madgrad",
+    "mechanize",
     "momentum_velocity",
+    "momo",
+    "momo_adam",
+    "muon",
     "nadam",
     "nadamw",
     "nesterov_lookahead_trajectory",
     "nesterov_reformulated_trajectory",
+    "normalize",
     "normalize_by_update_norm",
     "novograd",
     "optimistic_adam",
@@ -213,23 +256,31 @@ __all__ = [
     "piecewise_interpolate_schedule",
     "polyak_averaging",
     "polyak_sgd",
+    "prodigy",
     "radam",
     "reduce_on_plateau",
     "rmsprop",
     "rprop",
     "scale",
+    "scale_by_acprop",
     "scale_by_adadelta",
     "scale_by_adahessian",
     "scale_by_adam",
     "scale_by_adamax",
     "scale_by_adan",
+    "scale_by_ademamix",
+    "scale_by_adopt",
     "scale_by_amsgrad",
     "scale_by_belief",
+    "scale_by_cocob",
     "scale_by_distance_over_gradients",
     "scale_by_factored_rms",
+    "scale_by_galore",
     "scale_by_lbfgs",
     "scale_by_learning_rate",
     "scale_by_lion",
+    "scale_by_madgrad",
+    "scale_by_muon",
     "scale_by_newton",
     "scale_by_novograd",
     "scale_by_optimistic_gradient",
@@ -241,29 +292,25 @@ __all__ = [
     "scale_by_rprop",
     "scale_by_rss",
     "scale_by_sign",
+    "scale_by_simplified_ademamix",
     "scale_by_sm3",
     "scale_by_stddev",
     "scale_by_trust_ratio",
     "scale_by_yogi",
+    "schedule_free",
+    "schedule_free_adamw",
+    "schedule_free_sgd",
     "selective_transform",
     "sgd",
     "sign_sgd",
     "signum",
+    "simplified_ademamix",
     "sm3",
+    "sophia",
+    "split_real_and_imaginary",
     "trace",
     "unitwise_norm",
     "warmup_constant_schedule",
     "yogi",
     "zero_nans",
 ]
-
-# TEMPORARY (issue 17 in progress): every ``_contrib_*`` module's ``__all__`` is exported here;
-# replaced by explicit imports when the modules land.
-import importlib as _importlib  # noqa: E402
-import pkgutil as _pkgutil  # noqa: E402
-
-for _info in _pkgutil.iter_modules(__path__):
-    if _info.name.startswith("_contrib_"):
-        _module = _importlib.import_module(f"{__name__}.{_info.name}")
-        for _name in getattr(_module, "__all__", ()):
-            globals()[_name] = getattr(_module, _name)

@@ -1,7 +1,7 @@
 """The registry: every built-in transformation in the configurations the tests run.
 
 One module per family, like the library (`_transforms`, `_second_order`,
-`_wrappers`), each listing its `case`s. A transformation's NumPy reference is
+`_wrappers`), each listing its `case` calls. A transformation's NumPy reference is
 found by the factory's name in `gradxform.testing.reference`, its optax
 counterpart by the same name, and its invalid hyperparameters are derived from
 the factory's declaration (`gradxform._hyper.declare`). The registry-driven
@@ -15,6 +15,13 @@ from __future__ import annotations
 from gradxform.testing.registry import (
     _adam_variants,
     _clipping,
+    _contrib_adam,
+    _contrib_dadapt,
+    _contrib_free,
+    _contrib_matrix,
+    _contrib_misc,
+    _contrib_privacy,
+    _contrib_schedule_free,
     _layerwise,
     _misc,
     _schedules,
@@ -35,16 +42,14 @@ REGISTRY: list[Entry] = [
     *_second_order.ENTRIES,
     *_wrappers.ENTRIES,
     *_schedules.ENTRIES,
+    *_contrib_adam.ENTRIES,
+    *_contrib_dadapt.ENTRIES,
+    *_contrib_free.ENTRIES,
+    *_contrib_matrix.ENTRIES,
+    *_contrib_misc.ENTRIES,
+    *_contrib_privacy.ENTRIES,
+    *_contrib_schedule_free.ENTRIES,
 ]
-
-# TEMPORARY (issue 17 in progress): every ``_contrib_*`` module's ENTRIES join the registry;
-# replaced by explicit imports when the modules land.
-import importlib as _importlib  # noqa: E402
-import pkgutil as _pkgutil  # noqa: E402
-
-for _info in sorted(_pkgutil.iter_modules(__path__), key=lambda i: i.name):
-    if _info.name.startswith("_contrib_"):
-        REGISTRY.extend(_importlib.import_module(f"{__name__}.{_info.name}").ENTRIES)
 
 ENTRIES_BY_NAME: dict[str, Entry] = {entry.name: entry for entry in REGISTRY}
 if len(ENTRIES_BY_NAME) != len(REGISTRY):

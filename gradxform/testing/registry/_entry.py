@@ -36,9 +36,10 @@ class Entry:
         needs_params: the update reads the params.
         random: the output is random (compare distributions, not values).
         slow: compiles for long; the generic-law run skips it unless --runslow.
-        init_reads_params: ``init`` keeps the initial params by design (DoG, COCOB,
-            D-Adaptation, Prodigy, schedule-free, Mechanic: API.md waives the
-            ``init_value_independent`` law for these).
+        init_reads_params: ``init`` keeps the initial params by design (DoG, DoWG,
+            COCOB, Prodigy, schedule-free, Mechanic, MADGRAD: API.md waives the
+            ``init_value_independent`` law for these; D-Adaptation's init reads only
+            shapes, so the law is checked for it).
         accuracy_budget: the largest float32 error `gradxform.testing.check_accuracy`
             may measure in tests/test_accuracy.py (about twice the measured one), or
             None for that test's default.
