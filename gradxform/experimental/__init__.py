@@ -1,3 +1,5 @@
-"""Experimental APIs, as ``optax.experimental``."""
+"""Experimental APIs, as ``optax.experimental``: `aggregating` (per-example gradient aggregators)."""
 
-__all__: list = []
+from gradxform.experimental import aggregating
+
+__all__ = ["aggregating"]
