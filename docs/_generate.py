@@ -121,12 +121,8 @@ def homes() -> tuple[dict[int, Home], dict[str, list[tuple[str, str]]]]:
 
 
 def _documentable(obj: Any) -> bool:
-    # Python's own constants and typing aliases have no page of their own.
-    return callable(obj) or isinstance(obj, type) or _is_alias(obj)
-
-
-def _is_alias(obj: Any) -> bool:
-    return getattr(obj, "__module__", "") in ("typing", "types") or type(obj).__module__ == "typing"
+    """Everything public but a module (constants and tables get an ``autodata`` entry)."""
+    return not isinstance(obj, types.ModuleType)
 
 
 def _directive(namespace: str, name: str, obj: Any) -> str:
@@ -140,7 +136,11 @@ def _directive(namespace: str, name: str, obj: Any) -> str:
         return f".. autoclass:: {target}\n   :members:\n"
     if inspect.isfunction(obj) or inspect.isbuiltin(obj):
         return f".. autofunction:: {target}\n"
-    return f".. autodata:: {target}\n   :no-value:\n"
+    if callable(obj) or type(obj).__module__ in ("typing", "types"):
+        return f".. autodata:: {target}\n   :no-value:\n"
+    # A table or constant: its type's docstring (``dict``'s) says nothing about it.
+    return (f".. py:data:: {target}\n   :type: {type(obj).__name__}\n\n"
+            f"   A {type(obj).__name__} of ``{namespace}``; the module's documentation describes it.\n")
 
 
 def _aliases(home: dict[int, Home]) -> dict[int, list[str]]:
@@ -242,7 +242,8 @@ def migration_table(readme_path: str) -> str:
             gx_name = f"`{gx_ns.replace('gradxform', 'gx', 1)}.{n}`" if ours else "missing"
             short = optax_ns.split(".")[-1]
             notes = [f"optax: {t}; gradxform: {o}" for row_names, t, o in differences
-                     if n in row_names or f"{short}.{n}" in row_names or short in row_names]
+                     if n in row_names or f"{short}.{n}" in row_names
+                     or any(optax_ns.endswith("." + r) for r in row_names)]
             lines.append(f"| `{optax_ns}.{n}` | {gx_name} | {' / '.join(notes) or 'none'} |")
         lines.append("")
     lines.insert(1, f"\n{present} of {total} public optax names are present.\n")

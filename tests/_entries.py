@@ -4,10 +4,11 @@ The registry holds each factory once and its variants (``sgd_nesterov``,
 ``adafactor_factored_momentum``...) after it. The cheap checks (reference and optax
 parity in float32, errors, validation) run on every entry in every run. The heavy
 ones (the generic laws, the float32 accuracy law, the dtype-policy scans, the
-checkpoint continuation) run on every factory's first entry in CI and on every
-variant too with ``--runslow`` or ``GX_SLOW=1``, as the "dev" hypothesis profile
+checkpoint continuation) run on every factory's first entry in CI (but an alias
+``x`` whose rule ``scale_by_x`` is registered: the rule carries them) and on every
+variant and alias too with ``--runslow`` or ``GX_SLOW=1``, as the "dev" hypothesis profile
 does for the property tests: CI stays within its budget on 2 cores while every
-factory is still checked by every law on every run.
+rule is still checked by every law on every run.
 """
 
 from __future__ import annotations
@@ -26,12 +27,27 @@ def first_per_factory(entries: Iterable) -> set[str]:
     return first
 
 
+def ci_heavy(entries: Iterable) -> set[str]:
+    """The entries that get the heavy checks in CI: each factory's first entry, except an
+    optimizer alias ``x`` whose rule ``scale_by_x`` is registered too (``adam`` is
+    ``chain(scale_by_adam(), scale_by_learning_rate())``): the rule gets them in CI,
+    the alias with ``--runslow``, and its cheap checks (reference and optax parity,
+    validation, key-path errors) in every run."""
+    entries = list(entries)
+    factories = {e.factory.__name__ for e in entries}
+    return {
+        name for name in first_per_factory(entries)
+        for e in entries if e.name == name
+        if not (e.name == e.factory.__name__ and f"scale_by_{e.name}" in factories)
+    }
+
+
 def heavy(entries: Iterable) -> list:
-    """``entries`` as params; a factory's variants are marked slow (local thorough runs only)."""
+    """``entries`` as params; all but `ci_heavy` are marked slow (local thorough runs only)."""
     entries = list(entries)
     from gradxform.testing.registry import REGISTRY  # noqa: PLC0415
 
-    first = first_per_factory(REGISTRY)
+    first = ci_heavy(REGISTRY)
     return [
         pytest.param(e, id=e.name, marks=[] if (e.name in first and not e.slow) else [pytest.mark.slow])
         for e in entries

@@ -59,7 +59,10 @@ def _extra(entry, step, params, grads):
     return entry.extra_args_fn(step, params, grads) if entry.extra_args_fn else {}
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["f32", "bf16"])
+# bf16 in the thorough run (--runslow): the float16 test below covers low precision in CI.
+@pytest.mark.parametrize(
+    "dtype", [jnp.float32, pytest.param(jnp.bfloat16, marks=pytest.mark.slow)], ids=["f32", "bf16"]
+)
 @pytest.mark.parametrize("entry", OPTIMIZERS, ids=str)
 def test_finite_inputs_give_finite_outputs(entry, dtype):
     params = _params(dtype)
