@@ -27,6 +27,8 @@ import math
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, NamedTuple
 
+import numpy as np
+
 from gradxform import _checks
 
 _INF = math.inf
@@ -136,8 +138,26 @@ def _check_one(fn: str, name: str, value: Any, h: Hyper) -> None:
         if not callable(value) and value not in h.draw:
             raise ValueError(f"{fn}: `{name}` must be {h.describe()}; got {name}={value!r}.")
         return
+    if h.kind == "int":
+        _check_integral(fn, name, value)
     lo, hi, lo_in, hi_in = h.valid
     _checks.check_range(name, value, lo, hi, low_inclusive=lo_in, high_inclusive=hi_in, fn=fn)
+
+
+def _check_integral(fn: str, name: str, value: Any) -> None:
+    """A count is an integer: ``MultiSteps(tx, 2.5)`` and ``patience=True`` are errors.
+
+    An integral float (``1000.0``) and concrete integer arrays are accepted; traced
+    values are not checked.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{fn}: `{name}` must be an integer, not a bool; got {name}={value!r}.")
+    try:
+        number = float(value)
+    except Exception:  # noqa: BLE001 - traced, a schedule, or not a number (the range check reports it)
+        return
+    if math.isfinite(number) and number != int(number):
+        raise ValueError(f"{fn}: `{name}` must be an integer; got {name}={value!r}.")
 
 
 def _concrete(value: Any) -> bool:
@@ -199,6 +219,9 @@ def invalid_values(h: Hyper) -> list:
         out.append((hi + max(1.0, abs(hi)) if hi + 1 == hi else hi + 1) if hi_in else hi)
     if h.kind == "float" and out:
         out.append(float("nan"))
+    if h.kind == "int":
+        inside = lo + 0.5 if math.isfinite(lo) else (hi - 0.5 if math.isfinite(hi) else 0.5)
+        out += ([inside] if inside <= hi else []) + [True]  # not an integer; a bool is not a count
     return out
 
 
