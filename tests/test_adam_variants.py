@@ -31,13 +31,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
-import gradxform as gx
-from gradxform.testing import check_against_reference, reference
-
 from _mutants import bias_correction as _bc
 from _mutants import caught as _caught
 from _mutants import elementwise as _elementwise
+
+import gradxform as gx
+from gradxform.testing import check_against_reference, reference
 
 loose = jax.numpy_dtype_promotion("standard")  # optax relies on implicit promotion
 
