@@ -48,6 +48,8 @@ AREAS = [
     ("gradxform.testing.laws", "laws", "Laws", "``gx.testing.laws``: the laws every transformation obeys."),
     ("gradxform.testing.reference", "reference", "NumPy references",
      "``gx.testing.reference``: each rule in float64 NumPy, from its paper."),
+    ("gradxform.sharding", "sharding", "Sharded optimizer state (``gx.sharding``)",
+     "ZeRO-1: optimizer state split over a device mesh, in one process or many; its shardings for jit and checkpoints."),
     ("gradxform", "core", "Core", "Transformations, chains, states, updates and typing names."),
 ]
 

@@ -17,6 +17,12 @@ What it shows:
 * the same training run on one device, with the same batches and dropout
   masks: the two loss curves match to float32 rounding, and the script says so
   (exit status 1 if they do not).
+
+With ``--shard-state`` the parameters are replicated instead and the optimizer
+is wrapped in ``gx.sharding.shard_state(tx, mesh)`` (ZeRO-1): every
+parameter-shaped state leaf is split 8 ways along its first axis that 8 divides,
+so each device holds 1/8 of the optimizer state; the loss curve still matches
+the single-device run.
 """
 
 from __future__ import annotations
@@ -99,7 +105,7 @@ def make_step(tx, mesh):
     return step
 
 
-def train(mesh, batches, data, epochs, seed, progress, label):
+def train(mesh, batches, data, epochs, seed, progress, label, shard_state=False):
     """Runs every batch of `batches` (``(steps, 64)`` example indices); returns per-step losses and the model."""
     x_train, y_train = data["train"]
     params, bn_state = _digits.init_mlp(jax.random.key(seed))
@@ -113,14 +119,17 @@ def train(mesh, batches, data, epochs, seed, progress, label):
         step = jax.jit(make_step(tx, None), donate_argnums=(0, 1, 2))
     else:
         n = mesh.devices.size
-        param_sh = jax.tree_util.tree_map(lambda p: NamedSharding(mesh, param_spec(p.shape, n)), params)
-        params = jax.tree_util.tree_map(jax.device_put, params, param_sh)
         replicated = NamedSharding(mesh, P())
+        if shard_state:  # ZeRO-1: params replicated, the optimizer state split over "data"
+            param_sh = jax.tree_util.tree_map(lambda p: replicated, params)
+            tx = gx.sharding.shard_state(tx, mesh, axis="data")
+        else:
+            param_sh = jax.tree_util.tree_map(lambda p: NamedSharding(mesh, param_spec(p.shape, n)), params)
+        params = jax.tree_util.tree_map(jax.device_put, params, param_sh)
         bn_state = jax.device_put(bn_state, replicated)
-        opt_state = tx.init(params)  # parameter-shaped leaves take their parameter's sharding
-        # the scalars (step counts) live on one device: replicate them over the mesh
-        state_sh = jax.tree_util.tree_map(
-            lambda a: a.sharding if isinstance(a.sharding, NamedSharding) else replicated, opt_state)
+        opt_state = tx.init(params)  # parameter-shaped leaves take their parameter's sharding (or shard_state's)
+        # the state's layout, scalars (step counts) replicated over the mesh
+        state_sh = gx.sharding.state_shardings(tx, params)
         opt_state = jax.device_put(opt_state, state_sh)
         batch_sh = NamedSharding(mesh, P("data"))
         put_batch = lambda a: jax.device_put(a, batch_sh)  # noqa: E731
@@ -144,13 +153,23 @@ def train(mesh, batches, data, epochs, seed, progress, label):
     return np.asarray(jax.device_get(losses)), params, bn_state, opt_state
 
 
-def check_state_sharding(params, opt_state, n_devices) -> tuple[int, list]:
-    """Every state leaf shaped like a parameter must carry that parameter's sharding; returns (checked, bad)."""
+def zero1_spec(shape: tuple, n_devices: int) -> P:
+    """shard_state's layout: the first axis that the device count divides; else replicated."""
+    for i, n in enumerate(shape):
+        if n % n_devices == 0:
+            return P(*[None] * i, "data")
+    return P()
+
+
+def check_state_sharding(params, opt_state, n_devices, shard_state=False) -> tuple[int, list]:
+    """Every state leaf shaped like a parameter must carry that parameter's sharding (or shard_state's split
+    layout); returns (checked, bad)."""
     shapes = {p.shape for p in jax.tree_util.tree_leaves(params)}
+    spec = zero1_spec if shard_state else param_spec
     checked, bad = 0, []
     for path, leaf in jax.tree_util.tree_flatten_with_path(opt_state)[0]:
         if getattr(leaf, "ndim", 0) and leaf.shape in shapes:
-            want = NamedSharding(leaf.sharding.mesh, param_spec(leaf.shape, n_devices))
+            want = NamedSharding(leaf.sharding.mesh, spec(leaf.shape, n_devices))
             checked += 1
             if not leaf.sharding.is_equivalent_to(want, leaf.ndim):
                 bad.append(f"{jax.tree_util.keystr(path)}: {leaf.sharding.spec} (want {want.spec})")
@@ -164,6 +183,8 @@ def main(argv=None) -> int:
     parser.add_argument("--devices", type=int, default=8, help="devices in the mesh (default 8)")
     parser.add_argument("--out", default="out", help="directory for the PNG (default: out/)")
     parser.add_argument("--smoke", action="store_true", help="four steps, for CI")
+    parser.add_argument("--shard-state", action="store_true",
+                        help="replicate the params and split the optimizer state (gx.sharding.shard_state, ZeRO-1)")
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error(f"--epochs must be >= 1; got {args.epochs}")
@@ -193,17 +214,23 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     single, p1, bn1, _ = train(None, batches, data, epochs, args.seed, progress, "1 device")
     t1 = time.perf_counter()
-    multi, p8, bn8, state8 = train(mesh, batches, data, epochs, args.seed, progress, f"{args.devices} devices")
+    multi, p8, bn8, state8 = train(mesh, batches, data, epochs, args.seed, progress, f"{args.devices} devices",
+                                   shard_state=args.shard_state)
     t2 = time.perf_counter()
     print(f"1 device: {t1 - t0:.1f} s; {args.devices} devices: {t2 - t1:.1f} s (host devices share the CPU "
           "cores, so this shows correctness, not speed)")
 
-    checked, bad = check_state_sharding(p8, state8, args.devices)
+    checked, bad = check_state_sharding(p8, state8, args.devices, args.shard_state)
     print("parameters sharded as: " + ", ".join(
         f"{jax.tree_util.keystr(path)} {leaf.sharding.spec}"
         for path, leaf in jax.tree_util.tree_flatten_with_path(p8)[0]))
-    print(f"optimizer state sharded like the params: {'yes' if not bad else 'NO'} "
+    what = "split over the devices (shard_state)" if args.shard_state else "sharded like the params"
+    print(f"optimizer state {what}: {'yes' if not bad else 'NO'} "
           f"({checked} parameter-shaped state leaves checked)" + "".join(f"\n  {b}" for b in bad))
+    state_bytes = sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(state8))
+    device0 = sum(s.data.nbytes for leaf in jax.tree_util.tree_leaves(state8) for s in leaf.addressable_shards
+                  if s.device == mesh.devices.flat[0])
+    print(f"optimizer state: {state_bytes} bytes in all, {device0} on device 0 ({device0 / state_bytes:.3f})")
 
     # what sync batch norm buys: the first step's loss with per-device statistics (8 examples each)
     x_train, y_train = data["train"]
