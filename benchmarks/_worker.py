@@ -175,6 +175,7 @@ def _first_call(lib, tx, params, grads) -> Dict[str, Any]:
     """Init, then trace + lower + compile + first execution of the step, with the peak RSS around it."""
     state = tx.init(params)
     jax.block_until_ready(state)
+    layout = state_layout(state)
     step = _make_step(lib, tx)
     _release_free_memory()
     rss0 = _status_mb("VmRSS")
@@ -195,6 +196,7 @@ def _first_call(lib, tx, params, grads) -> Dict[str, Any]:
         "trace_s": t1 - t0, "lower_s": t2 - t1, "compile_s": t3 - t2, "first_exec_s": t4 - t3,
         "first_call_s": t4 - t0,
         "rss_before_mb": rss0, "compile_peak_mb": peak - rss0, "peak_rss_mb": peak,
+        "state_layout": layout,
     }
     if mem is not None:
         arg, outb = mem.argument_size_in_bytes, mem.output_size_in_bytes
@@ -207,6 +209,21 @@ def _first_call(lib, tx, params, grads) -> Dict[str, Any]:
         out["hlo"] = None
     del traced, lowered, compiled
     return {"result": out, "step": step, "params": params, "state": state}
+
+
+def state_layout(state) -> str:
+    """The state's leaves in brief: count, then each distinct (dtype, shape) with its multiplicity.
+
+    ``3 leaves: 2x f32[8192000], 1x s32[]`` is a state packed into one vector
+    (``flatten``); ``4001 leaves: 4000x f32[4096], 1x s32[]`` the per-leaf layout.
+    """
+    leaves = jax.tree_util.tree_leaves(state)
+    kinds: Dict[str, int] = {}
+    for x in leaves:
+        key = f"{jnp.dtype(x.dtype).name}[{','.join(str(d) for d in x.shape)}]"
+        kinds[key] = kinds.get(key, 0) + 1
+    parts = ", ".join(f"{n}x {k}" for k, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"{len(leaves)} leaves: {parts}" if leaves else "0 leaves"
 
 
 def _quantiles(xs: List[float]) -> Dict[str, float]:

@@ -141,6 +141,52 @@ def table(results: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# The four ratios of the many-leaves tree (issue 16): (label, case, metric, what it compares).
+MANY_LEAVES = [
+    ("plain step", "small2000/adam", "step_ratio", "gx.adam vs optax.adam"),
+    ("plain first call", "small2000/adam", "first_call_ratio", "gx.adam vs optax.adam"),
+    ("flat step", "small2000/flat_adam_both", "step_ratio", "gx.flatten(adam) vs optax.flatten(adam)"),
+    ("flat first call", "small2000/flat_adam", "first_call_ratio", "gx.flatten(adam) vs optax.adam"),
+    ("flat clip-chain step", "small2000/flat_clip_chain_both", "step_ratio",
+     "gx.flatten(clip_chain) vs optax.flatten(clip_chain)"),
+    ("flat clip-chain first call", "small2000/flat_clip_chain", "first_call_ratio",
+     "gx.flatten(clip_chain) vs optax clip_chain"),
+]
+
+
+def many_leaves(results: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """The 2,000-leaf ratios that were measured, and the state layout of each variant run."""
+    by_case = {r["case"]: r for r in results if "error" not in r}
+    ratios = []
+    for label, case, metric, compares in MANY_LEAVES:
+        r = by_case.get(case)
+        if r is None:
+            continue
+        measured = metric == "step_ratio" and r.get(metric) is not None
+        iqr = [r["step_ratio_p25"], r["step_ratio_p75"]] if measured else None
+        ratios.append({"label": label, "case": case, "metric": metric, "value": r.get(metric), "iqr": iqr,
+                       "compares": compares})
+    layouts = {}
+    for case, r in by_case.items():
+        if case.startswith("small2000/"):
+            for lib, res in r["libs"].items():
+                if res.get("state_layout"):
+                    layouts[f"{case} {lib}"] = res["state_layout"]
+    return {"ratios": ratios, "state_layouts": layouts}
+
+
+def many_leaves_text(summary: Dict[str, Any]) -> str:
+    if not summary["ratios"] and not summary["state_layouts"]:
+        return ""
+    lines = ["2,000 leaves (ratios from this run; state layout of each variant):"]
+    for x in summary["ratios"]:
+        val = _fmt(x["value"], ".2f") + (f" [{x['iqr'][0]:.2f}, {x['iqr'][1]:.2f}]" if x["iqr"] else "")
+        lines.append(f"  {x['label']:<27} {val:<18} {x['compares']} ({x['case']})")
+    for name, layout in summary["state_layouts"].items():
+        lines.append(f"  state {name:<34} {layout}")
+    return "\n".join(lines)
+
+
 def targets_text(targets: List[Dict[str, Any]]) -> str:
     if not targets:
         return "(no performance target applies to the cases run)"
@@ -166,6 +212,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             doc = json.load(f)
         print(table(doc["cases"]))
         print()
+        text = many_leaves_text(many_leaves(doc["cases"]))
+        if text:
+            print(text + "\n")
         print("Performance targets (ratios measured in that run):")
         print(targets_text(_cases.check_targets([r for r in doc["cases"] if "error" not in r])))
         return 0
@@ -206,6 +255,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         },
         "cases": results,
         "targets": targets,
+        "many_leaves": many_leaves(results),
     }
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     with open(json_path, "w") as f:
@@ -216,6 +266,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             f.write(tab + "\n")
     print(tab)
     print()
+    text = many_leaves_text(doc["many_leaves"])
+    if text:
+        print(text + "\n")
     print("Performance targets (ratios measured in this run):")
     print(targets_text(targets))
     print(f"\nJSON: {json_path}  ({doc['meta']['wall_s']:.0f} s)")

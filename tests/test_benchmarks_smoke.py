@@ -37,7 +37,7 @@ def _run(tmp_path, case, *extra, env_extra=None):
 
 
 def _check_common(doc, stdout, case):
-    assert set(doc) == {"meta", "cases", "targets"}
+    assert set(doc) == {"meta", "cases", "targets", "many_leaves"}
     assert doc["meta"]["quick"] is True and doc["meta"]["wall_s"] > 0
     (res,) = doc["cases"]
     assert res["case"] == case and "error" not in res
@@ -92,3 +92,20 @@ def test_quick_run_without_optax_reports_roofline_only(tmp_path):
         assert res[key] is None, key
     assert all(t["met"] is None for t in doc["targets"])
     assert "| – |" in stdout  # the optax columns are blank
+
+
+def test_quick_many_leaves_run_reports_the_flat_ratio_and_state_layouts(tmp_path):
+    """The 2,000-leaf summary (issue 16): the flat step ratio against optax.flatten, and each
+    variant's state layout, which for gx.flatten is optax.flatten's (same leaves)."""
+    pytest.importorskip("optax")
+    case = "small2000/flat_adam_both"
+    doc, stdout = _run(tmp_path, case)
+    _check_common(doc, stdout, case)
+    summary = doc["many_leaves"]
+    (ratio,) = summary["ratios"]
+    assert ratio["label"] == "flat step" and isinstance(ratio["value"], float) and len(ratio["iqr"]) == 2
+    layouts = summary["state_layouts"]
+    assert set(layouts) == {f"{case} gx", f"{case} optax"}
+    # quick tree: 16 leaves of 256 floats, packed into one vector of 4,096 (adam: count, mu, nu)
+    assert layouts[f"{case} gx"] == layouts[f"{case} optax"] == "3 leaves: 2x float32[4096], 1x int32[]"
+    assert "2,000 leaves (ratios from this run" in stdout and "flat step" in stdout

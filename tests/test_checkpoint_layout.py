@@ -22,14 +22,7 @@ loose = jax.numpy_dtype_promotion("standard")  # optax relies on implicit promot
 
 # Entries whose state differs from optax's by design, with the reason. Each is still
 # checked: the tests assert that it does differ, so a fix shows up as a failure here.
-_FLATTEN = (
-    "gx.flatten keeps each leaf's offset into the packed vector as an int32 state leaf "
-    "(FlattenState(inner_state, offsets), inner moments as {dtype: vector}), so that leaves "
-    "of one shape share a compiled kernel (see its docstring: optax.flatten's constant offsets "
-    "compile one kernel per leaf); optax's state is the inner state of one vector."
-)
 INIT_DIFFERS_BY_DESIGN: dict[str, str] = {
-    "flatten_adam": _FLATTEN,
     "monitor": (
         "optax's monitor.init leaves `measurements` empty ({}) and fills it at the first update, "
         "so its state changes structure (it cannot be a lax.scan carry); here init holds zeros for "
@@ -37,7 +30,7 @@ INIT_DIFFERS_BY_DESIGN: dict[str, str] = {
         "on, the leaves agree (checked below)."
     ),
 }
-CHECKPOINT_DIFFERS_BY_DESIGN: dict[str, str] = {"flatten_adam": _FLATTEN}
+CHECKPOINT_DIFFERS_BY_DESIGN: dict[str, str] = {}
 
 # Entries whose continued updates agree with optax's to a looser rtol than 1e-5, by
 # design of the numerics (not of the state): (rtol, reason).
