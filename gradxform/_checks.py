@@ -96,12 +96,55 @@ def check_update(fn: str, state: Any, expected: type, updates: Any, field: str) 
 
 
 def require_params(params: Any, fn: str) -> None:
-    """Raises ``ValueError`` when a transformation whose update reads the params got none."""
+    """Raises ``ValueError`` when a transformation whose update reads the params got none,
+    ``TypeError`` when a params leaf is an integer or boolean (`check_float_leaves`)."""
     if params is None:
         raise ValueError(
             f"{fn}.update needs the params: call update(updates, state, params) with the "
             "current parameters."
         )
+    check_float_leaves(params, fn=f"{fn}.update")
+
+
+def leaf_dtype(leaf: Any) -> Optional[np.dtype]:
+    """The dtype of an array leaf, or of ``jnp.asarray(leaf)`` for a Python number; None otherwise."""
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is not None:
+        return np.dtype(dtype)
+    if isinstance(leaf, bool):
+        return np.dtype(np.bool_)
+    if isinstance(leaf, int):
+        return np.dtype(np.int32)
+    if isinstance(leaf, (float, complex)):
+        return np.dtype(np.float32 if isinstance(leaf, float) else np.complex64)
+    return None
+
+
+def _is_number_dtype(dtype: Optional[np.dtype]) -> bool:
+    return dtype is not None and (dtype == np.bool_ or np.issubdtype(dtype, np.integer))
+
+
+def check_float_leaves(tree: Any, *, fn: str, tree_name: str = "params") -> None:
+    """Raises ``TypeError`` naming the key path and dtype of the first integer or boolean leaf.
+
+    A gradient step moves a parameter by a real amount, which an integer or a
+    boolean cannot hold (optax's updates for them are truncated to 0, or turn
+    False into True). Python floats pass (weakly typed float32, as ``jnp.asarray``
+    reads them); Python ints and bools do not. Costs one pass over the leaves'
+    dtypes, nothing under jit.
+    """
+    if not any(_is_number_dtype(leaf_dtype(x)) for x in jax.tree_util.tree_leaves(tree)):
+        return
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        dtype = leaf_dtype(leaf)
+        if _is_number_dtype(dtype):
+            raise TypeError(
+                f"{fn}: {tree_name}{jax.tree_util.keystr(path)} has dtype {dtype.name} "
+                f"(shape {tuple(np.shape(leaf))}); gradient transformations need floating-point {tree_name}: "
+                "an integer or boolean leaf cannot take a gradient step. Cast it to a float "
+                "dtype, or keep it out of the optimized tree (gx.masked, gx.multi_transform "
+                "with gx.set_to_zero)."
+            )
 
 
 def _describe(leaf: Any) -> str:
@@ -110,7 +153,7 @@ def _describe(leaf: Any) -> str:
     shape = getattr(leaf, "shape", None)
     dtype = getattr(leaf, "dtype", None)
     if shape is None:
-        return type(leaf).__name__
+        return f"Python {type(leaf).__name__} {leaf!r}" if isinstance(leaf, (bool, int, float)) else type(leaf).__name__
     return f"shape {tuple(shape)} dtype {dtype}"
 
 
@@ -176,3 +219,19 @@ def _same_modulo_none(tree: Any, like: Any) -> bool:
     except (ValueError, TypeError):
         return False
     return True
+
+
+def check_real_leaves(tree: Any, *, fn: str, why: str, tree_name: str = "params") -> None:
+    """Raises ``TypeError`` naming the key path and dtype of the first complex leaf.
+
+    For rules defined only for real numbers (`why` says which operation has no
+    complex meaning: Rprop's sign of a gradient).
+    """
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        dtype = leaf_dtype(leaf)
+        if dtype is not None and np.issubdtype(dtype, np.complexfloating):
+            raise TypeError(
+                f"{fn}: {tree_name}{jax.tree_util.keystr(path)} has dtype {dtype.name}; {why}. "
+                "Optimize the real and imaginary parts as separate real params "
+                "(gx.split_real_and_imaginary)."
+            )

@@ -108,11 +108,17 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     params with float32 updates stay bfloat16. ``None`` updates leave the
     param unchanged.
 
+    Python float params are read as float32 scalars (as ``jnp.asarray`` reads them);
+    integer or boolean updates are added in the params' dtype.
+
     Raises:
         TreeMismatchError: the updates do not have the params' structure or shapes,
             naming the key path of the first offending leaf.
+        TypeError: an integer or boolean params leaf (a float update would be
+            truncated, or turn False into True), naming its key path and dtype.
     """
     _checks.check_tree_like(updates, params, tree_name="updates", like_name="params", fn="apply_updates")
+    _checks.check_float_leaves(params, fn="apply_updates")
 
     def add(p, u):
         if u is None or p is None:

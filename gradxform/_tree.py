@@ -6,18 +6,22 @@ The dtype policy lives here (see BUILD.md, "Dtype policy"):
   float16 / bfloat16 / float32, float64 for float64;
 * hyperparameters are cast to that compute dtype (so a Python ``0.999`` is
   never rounded to bfloat16's ``1.0``);
-* results are cast back: updates to the incoming updates' dtype, state leaves
-  to the dtype `init` gave them.
+* results are cast back: state leaves to the dtype `init` gave them; updates to
+  `update_dtype`: the wider of the gradient's dtype and its state leaves' dtypes
+  (float32 master params with bfloat16 gradients get float32 updates).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from gradxform import _checks
 
 
 def is_none(x: Any) -> bool:
@@ -56,7 +60,9 @@ def accumulation_dtype(tree: Any) -> np.dtype:
 
 
 def wide(x: jax.Array) -> jax.Array:
-    """`x` cast to its compute dtype."""
+    """`x` cast to its compute dtype (a Python number: read as ``jnp.asarray`` reads it)."""
+    if not isinstance(x, jax.Array):
+        x = jnp.asarray(x)
     return x.astype(compute_dtype(x.dtype))
 
 
@@ -107,12 +113,85 @@ def leaf_rule(fn: Optional[Callable] = None, *, static: Sequence[str] = ()) -> A
     return jax.jit(fn, static_argnames=tuple(static))
 
 
+def default_float() -> np.dtype:
+    """jnp's default floating dtype (float32; float64 with ``jax_enable_x64``)."""
+    return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
+
+
+def _inexact(dtype: Any) -> bool:
+    return dtype is not None and jnp.issubdtype(dtype, jnp.inexact)
+
+
+@functools.lru_cache(maxsize=None)
+def wider(a: Any, b: Any) -> np.dtype:
+    """The smallest dtype holding both `a` and `b` (jnp's standard promotion, in any promotion mode).
+
+    bfloat16 and float16 give float32; a real and a complex dtype give a complex one.
+    """
+    a, b = np.dtype(a), np.dtype(b)
+    if a == b:
+        return a
+    with jax.numpy_dtype_promotion("standard"):
+        return np.dtype(jnp.promote_types(a, b))
+
+
+def update_dtype(g_dtype: Any, state_dtypes: Sequence[Any], squared: Optional[Sequence[bool]] = None) -> np.dtype:
+    """The dtype of a stateful rule's update: the wider of the gradient's and its state's dtypes.
+
+    `state_dtypes` are the dtypes of the leaf's state leaves (non-float ones, such
+    as counters, are ignored); the result is ``jnp.promote_types`` over the float
+    ones and `g_dtype`: float32 master params (float32 state) with bfloat16
+    gradients give float32 updates, bfloat16 params and gradients keep bfloat16,
+    and a stateless rule (no state dtypes) keeps the gradient's dtype.
+
+    float16 is the one ambiguous case: squared-gradient accumulators are kept in
+    float32 for float16 params by policy (`square_dtype`), so a float32 state leaf
+    may belong to float16 params. For a float16 gradient a float32 state leaf
+    therefore counts as float16 (float16 params with float16 gradients keep
+    float16 updates), unless `squared` (one flag per state, as the rule knows
+    them) says that it is not a squared accumulator: then it was created in the
+    params' dtype, and float32 master params with float16 gradients get float32
+    updates. An integer or boolean gradient takes the state's float dtype, or
+    `default_float` without one (as ``jnp.asarray(g) * 0.5`` would).
+    """
+    g_dtype = np.dtype(g_dtype)
+    out = g_dtype if _inexact(g_dtype) else None
+    for k, d in enumerate(state_dtypes):
+        if not _inexact(d):
+            continue
+        d = np.dtype(d)
+        is_square = squared is None or k >= len(squared) or squared[k]
+        if is_square and d == np.float32 and g_dtype == np.float16:
+            d = g_dtype
+        out = d if out is None else wider(out, d)
+    return default_float() if out is None else out
+
+
+def as_update(g: Any, olds: Sequence[Any] = (), squared: Optional[Sequence[bool]] = None) -> jax.Array:
+    """The gradient leaf `g` as an array of `update_dtype` given the state leaves `olds`.
+
+    One-element state leaves of a larger gradient (per-leaf norms and distances) do
+    not count. A Python number becomes a weakly typed array (as ``jnp.asarray`` makes it);
+    `g` itself is returned when it already has that dtype (no operation added).
+    """
+    if not isinstance(g, jax.Array):
+        g = jnp.asarray(g)
+    # A state leaf of one element next to a larger gradient is a per-leaf statistic (a norm,
+    # a distance: NovoGrad, DoG), kept in float32 by design: not the params' dtype.
+    size = np.size(g)
+    dtype = update_dtype(
+        g.dtype, [getattr(s, "dtype", None) if size <= 1 or getattr(s, "size", 2) > 1 else None for s in olds], squared
+    )
+    return g if g.dtype == dtype else g.astype(dtype)
+
+
 def apply_rule(
     rule: Callable[..., Any],
     updates: Any,
     *states: Any,
     scalars: Optional[Callable[[np.dtype], Any]] = None,
     inputs: Sequence[Any] = (),
+    squared: Optional[Sequence[bool]] = None,
     **static: Any,
 ) -> tuple[Any, ...]:
     """Runs ``rule(g, *state_leaves, *input_leaves, scalars(compute_dtype(g)), **static)`` leaf by leaf.
@@ -122,6 +201,15 @@ def apply_rule(
     Hessian diagonal: read, not returned) must have the structure of `updates`.
     A ``None`` update leaf (masked out) keeps its state leaves and the rule is not
     called. `scalars` is called once per compute dtype, not once per leaf.
+
+    Each gradient leaf reaches the rule as `as_update` makes it: in `update_dtype`
+    of its own and its state leaves' dtypes (`squared[k]`: whether ``states[k]`` is
+    a squared-gradient accumulator; without it every state may be one, which
+    matters only for float16 gradients, see `update_dtype`). A rule that returns its update in ``g.dtype``
+    thus follows the dtype policy without further code: float32 state with
+    bfloat16 gradients gives float32 updates (the cast of ``g`` is exact), and
+    an integer gradient is made a float one. When every dtype agrees nothing is
+    added to the program.
     """
     leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=is_none)
     state_leaves = [treedef.flatten_up_to(s) for s in states]
@@ -133,6 +221,7 @@ def apply_rule(
         if g is None:
             outs.append((None, *olds))
             continue
+        g = as_update(g, olds, squared)
         args = [g, *olds, *(x[i] for x in input_leaves)]
         if by_dtype is not None:
             args.append(by_dtype(compute_dtype(g.dtype)))
@@ -220,11 +309,21 @@ def debiased_first_moment(m: jax.Array, g: jax.Array, s: MomentScalars, nesterov
     return m / s.bc1
 
 
-def inverse_root(r: jax.Array, eps: jax.Array, eps_in_sqrt: bool) -> jax.Array:
-    r""":math:`1 / \sqrt{r + \epsilon}` (`eps_in_sqrt`) or :math:`1 / (\sqrt{r} + \epsilon)`."""
+def inverse_root(r: jax.Array, eps: jax.Array, eps_in_sqrt: bool, x: Optional[jax.Array] = None) -> jax.Array:
+    r""":math:`1 / \sqrt{r + \epsilon}` (`eps_in_sqrt`) or :math:`1 / (\sqrt{r} + \epsilon)`; with `x`, `x` times it.
+
+    With `x`, a zero `x` gives 0 whatever the root (0/0 is 0, not NaN): with
+    :math:`\epsilon = 0` allowed, all-zero gradients give :math:`r = 0`, and the
+    update of a gradient that is 0 is 0. A nonzero `x` over a zero root stays inf.
+    The select fuses into the rule's elementwise kernel.
+    """
     if eps_in_sqrt:
-        return jax.lax.rsqrt(r + eps)
-    return 1 / (jnp.sqrt(r) + eps)
+        inv = jax.lax.rsqrt(r + eps)
+    else:
+        inv = 1 / (jnp.sqrt(r) + eps)
+    if x is None:
+        return inv
+    return jnp.where(x == 0, jnp.zeros_like(x), x * inv)
 
 
 def cast(x: Any, dtype: Any) -> Any:
@@ -235,14 +334,39 @@ def cast(x: Any, dtype: Any) -> Any:
     return jnp.asarray(x).astype(dtype)
 
 
+# The init path: every params-shaped state leaf is made by one of the four helpers
+# below, so they are where integer and boolean params are refused (`_checks.
+# check_float_leaves`) and where a Python float param is read as a float32 scalar.
+# The state leaves they make are strongly typed, so `update` (whose results are
+# strongly typed) returns the same types and a jitted step does not retrace.
+
+
+def _param_dtype(x: Any) -> np.dtype:
+    """The dtype of a params leaf: its own, or float32 for a Python float (as jnp.asarray)."""
+    return np.dtype(getattr(x, "dtype", None) or jnp.asarray(x).dtype)
+
+
+def _state_like(make: Callable[[Any, np.dtype], Any], tree: Any, dtype: Any) -> Any:
+    _checks.check_float_leaves(tree, fn="init")
+    return jax.tree_util.tree_map(lambda x: make(x, dtype(_param_dtype(x))), tree)
+
+
 def zeros_like(tree: Any, dtype: Optional[Any] = None) -> Any:
-    """Zeros shaped (and sharded) like each leaf, in `dtype` or the leaf's dtype."""
-    return jax.tree_util.tree_map(lambda x: jnp.zeros_like(x, dtype=dtype), tree)
+    """Zeros shaped (and sharded) like each leaf, in `dtype` or the leaf's dtype.
+
+    Raises:
+        TypeError: an integer or boolean leaf in `tree` (the params), naming its key path.
+    """
+    return _state_like(lambda x, d: jnp.zeros_like(x, dtype=d), tree, lambda p: dtype or p)
 
 
 def full_like(tree: Any, value: Any, dtype: Optional[Any] = None) -> Any:
-    """`value` broadcast like each leaf (keeping its sharding), in `dtype` or the leaf's dtype."""
-    return jax.tree_util.tree_map(lambda x: jnp.full_like(x, value, dtype=dtype), tree)
+    """`value` broadcast like each leaf (keeping its sharding), in `dtype` or the leaf's dtype.
+
+    Raises:
+        TypeError: an integer or boolean leaf in `tree` (the params), naming its key path.
+    """
+    return _state_like(lambda x, d: jnp.full_like(x, value, dtype=d), tree, lambda p: dtype or p)
 
 
 def square_dtype(dtype: Any) -> np.dtype:
@@ -259,12 +383,12 @@ def square_dtype(dtype: Any) -> np.dtype:
 
 def square_zeros_like(tree: Any, dtype: Optional[Any] = None) -> Any:
     """Zeros for a squared-gradient accumulator: `dtype`, or `square_dtype` of each leaf."""
-    return jax.tree_util.tree_map(lambda x: jnp.zeros_like(x, dtype=dtype or square_dtype(x.dtype)), tree)
+    return _state_like(lambda x, d: jnp.zeros_like(x, dtype=d), tree, lambda p: dtype or square_dtype(p))
 
 
 def square_full_like(tree: Any, value: Any, dtype: Optional[Any] = None) -> Any:
     """`value` for a squared-gradient accumulator: `dtype`, or `square_dtype` of each leaf."""
-    return jax.tree_util.tree_map(lambda x: jnp.full_like(x, value, dtype=dtype or square_dtype(x.dtype)), tree)
+    return _state_like(lambda x, d: jnp.full_like(x, value, dtype=d), tree, lambda p: dtype or square_dtype(p))
 
 
 def safe_increment(count: jax.Array) -> jax.Array:

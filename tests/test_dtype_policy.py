@@ -55,93 +55,179 @@ def test_update_runs_as_scan_body_with_bf16_params_and_f32_grads(entry):
 
 @pytest.mark.parametrize("entry", REGISTRY, ids=str)
 def test_updates_keep_incoming_dtype_and_state_keeps_init_dtype(entry, dtype=jnp.bfloat16):
-    # float16 is covered by test_fp16_zero_gradients_never_give_nan and by the laws.
+    """Params and gradients of one dtype: the updates keep it (no state is wider than the
+    params by default), the state keeps init's. float16 (whose squared accumulators are
+    float32) is covered below and by the laws."""
     tx = entry.build()
     params = _params(dtype)
     state = tx.init(params)
     before = _signature(state)
     grads = _like(params, dtype)
+    wide = entry.name in WIDE_STATE_BY_DEFAULT
     for step in range(2):
         updates, state = jax.jit(tx.update)(grads, state, params, **_extra(entry, step, params, grads))
         for u, g in zip(jax.tree_util.tree_leaves(updates), jax.tree_util.tree_leaves(grads)):
-            assert u.dtype == g.dtype
+            assert u.dtype == (jnp.float32 if wide else g.dtype)
         assert _signature(state) == before
 
 
-@pytest.mark.parametrize("entry", heavy(REGISTRY))
-def test_state_dtype_stable_through_lax_cond(entry):
+# Entries whose params-shaped state is float32 by default whatever the params (a wider state
+# widens the updates, as `mu_dtype` does; optax's dtype too).
+WIDE_STATE_BY_DEFAULT = {"adafactor_factored_momentum": "dtype_momentum=float32 (optax's default)"}
+
+
+def _optax_update_dtypes(entry, params, grads):
+    import optax  # noqa: PLC0415 - the oracle, for tests only
+
+    with jax.numpy_dtype_promotion("standard"):
+        otx = entry.build_optax(optax)
+        extra = _extra(entry, 0, params, grads) if entry.optax_extra_args else {}
+        updates, _ = otx.update(grads, otx.init(params), params, **extra)
+    return {np.dtype(u.dtype) for u in jax.tree_util.tree_leaves(updates)}
+
+
+# Stateful entries whose update does not yet come out in float32 for float32 params and
+# bfloat16 gradients (their update does not go through `_tree.apply_rule`): must stay exact.
+MIXED_NOT_YET = {
+    "scale_by_schedule": "a stateless scaling with a step counter (keeps the incoming dtype, as optax)",
+    "zero_nans": "a bool state only (keeps the incoming dtype, as optax)",
+    "reduce_on_plateau": "scalar state (keeps the incoming dtype)",
+    "snapshot": "passes updates through (keeps the incoming dtype, as optax)",
+    "monitor": "passes updates through (keeps the incoming dtype, as optax)",
+    "differentially_private_aggregate": "random noise: not a moment (keeps the incoming dtype)",
+    "scale_by_newton": "second_order/_newton.py: not via _tree.apply_rule",
+    "scale_by_lbfgs": "second_order/_lbfgs.py: not via _tree.apply_rule",
+    "dadapt_adamw": "contrib/_dadapt_adamw.py: not via _tree.apply_rule",
+    "prodigy": "contrib/_prodigy.py: not via _tree.apply_rule",
+    "mechanize": "contrib/_mechanic.py: not via _tree.apply_rule",
+    "dog": "contrib/_dog.py: not via _tree.apply_rule",
+    "dowg": "contrib/_dog.py: not via _tree.apply_rule",
+    "scale_by_galore": "contrib/_galore.py: projected state, mixed dtypes",
+    "muon": "contrib/_muon.py: the Newton-Schulz leaves keep the gradient's dtype",
+    "momo": "contrib/_momo.py: not via _tree.apply_rule",
+    "momo_adam": "contrib/_momo.py: not via _tree.apply_rule",
+    "lbfgs_fixed_step": "second_order/_lbfgs.py: not via _tree.apply_rule",
+    "sophia": "contrib/_sophia.py: not via _tree.apply_rule",
+}
+
+
+# CI runs the registry-wide mixed-precision check on one entry per update path (it compiles
+# one step per entry); --runslow on every factory.
+MIXED_CI_SAMPLE = {
+    "scale", "clip_by_global_norm", "trace", "adagrad", "scale_by_rms", "scale_by_adam", "scale_by_belief",
+    "scale_by_adadelta", "scale_by_rprop", "lion", "add_decayed_weights", "scale_by_amsgrad",
+    "scale_by_factored_rms", "lamb", "scale_by_novograd", "scale_by_sm3", "scale_by_adahessian",
+    "apply_if_finite", "MultiSteps", "partition", "scale_by_ademamix", "scale_by_adopt", "schedule_free_adamw",
+    "scale_by_madgrad", "scale_by_lbfgs", "prodigy",
+}
+
+
+def _mixed_sampled(entries):
+    return [
+        p if p.id in MIXED_CI_SAMPLE else pytest.param(*p.values, id=p.id, marks=[pytest.mark.slow])
+        for p in heavy(entries)
+    ]
+
+
+@pytest.mark.parametrize("entry", _mixed_sampled(DETERMINISTIC))
+def test_float32_master_params_with_bf16_gradients_get_float32_updates(entry):
+    """Mixed precision: a stateful rule's updates come out in the wider of the gradients'
+    dtype and its state's (optax's dtype where optax has the rule); stateless ones keep the
+    gradients' dtype; the state keeps init's dtypes."""
     tx = entry.build()
-    params = _params(jnp.bfloat16)
-    state = tx.init(params)
-    grads = _like(params, jnp.float32)
-
-    @jax.jit
-    def maybe_step(pred, s):
-        return jax.lax.cond(pred, lambda s: tx.update(grads, s, params, **_extra(entry, 0, params, grads))[1], lambda s: s, s)
-
-    out = maybe_step(True, state)
-    assert _signature(out) == _signature(state)
-
-
-@pytest.mark.parametrize("entry", heavy(DETERMINISTIC))
-def test_fp16_zero_gradients_never_give_nan(entry):
-    tx = entry.build()
-    params = _params(jnp.float16)
-    state = tx.init(params)
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-    for step in range(3):
-        updates, state = tx.update(zeros, state, params, **_extra(entry, step, params, zeros))
-        for leaf in jax.tree_util.tree_leaves(updates):
-            assert np.all(np.isfinite(np.asarray(leaf, np.float32))), entry.name
-
-
-def test_clip_by_global_norm_all_zero_gradients_give_zeros():
-    tx = gx.clip_by_global_norm(1.0)
-    zeros = {"a": jnp.zeros(5, jnp.float16), "b": jnp.zeros((), jnp.float32)}
-    updates, _ = tx.update(zeros, tx.init(zeros))
-    for leaf in jax.tree_util.tree_leaves(updates):
-        assert not np.any(np.asarray(leaf, np.float32))
-        assert np.all(np.isfinite(np.asarray(leaf, np.float32)))
-
-
-def test_clip_by_global_norm_fp16_norm_is_accumulated_in_f32():
-    # 300^2 * 4 overflows float16 (max 65504): a float16 norm would be inf and clip to zeros.
-    big = {"g": jnp.full((4,), 300.0, jnp.float16)}
-    updates, _ = gx.clip_by_global_norm(1.0).update(big, gx.EmptyState())
-    np.testing.assert_allclose(np.asarray(updates["g"], np.float32), 0.5, rtol=1e-3)
-    # 1e-4^2 underflows float16: a float16 norm would be 0 (then 0/0).
-    tiny = {"g": jnp.full((4,), 1e-4, jnp.float16)}
-    updates, _ = gx.clip_by_global_norm(1.0).update(tiny, gx.EmptyState())
-    np.testing.assert_allclose(np.asarray(updates["g"], np.float32), 1e-4, rtol=1e-3)
-
-
-def test_hyperparameters_are_float32_whatever_the_params_dtype():
-    """b2 = 0.999 rounds to 1.0 in bfloat16; held in bfloat16 it would divide by 1 - 1 = 0."""
-    assert float(jnp.asarray(0.999, jnp.bfloat16)) == 1.0
-    params = _params(jnp.bfloat16)
-    tx = gx.adam(1e-3, b2=0.999)
-    state = tx.init(params)
+    params = _params(jnp.float32)
     grads = _like(params, jnp.bfloat16)
-    for _ in range(3):
-        updates, state = tx.update(grads, state, params)
-    for leaf in jax.tree_util.tree_leaves(updates):
-        values = np.asarray(leaf, np.float32)
-        assert np.all(np.isfinite(values))
-        # constant gradients: every Adam step is lr * sign(g) up to bf16 rounding
-        assert np.allclose(np.abs(values), 1e-3, rtol=2e-2)
-
-
-def test_mu_dtype_and_nu_dtype_set_the_moments_and_not_the_updates():
-    params = _params(jnp.bfloat16)
-    tx = gx.adam(1e-3, mu_dtype=jnp.float32, nu_dtype=jnp.float32)
     state = tx.init(params)
-    adam_state = state[0]
-    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(adam_state.mu))
-    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(adam_state.nu))
-    grads = _like(params, jnp.bfloat16)
-    updates, new_state = jax.jit(tx.update)(grads, state, params)
-    assert all(x.dtype == jnp.bfloat16 for x in jax.tree_util.tree_leaves(updates))
+    updates, new_state = tx.update(grads, state, params, **_extra(entry, 0, params, grads))
+    got = {np.dtype(u.dtype) for u in jax.tree_util.tree_leaves(updates)}
     assert _signature(new_state) == _signature(state)
+    stateful = any(jnp.issubdtype(x.dtype, jnp.floating) for x in jax.tree_util.tree_leaves(state))
+    if entry.name in MIXED_NOT_YET:  # listed: fails here once fixed, so the list stays exact
+        assert got != {np.dtype(np.float32)} or not stateful, f"{entry.name} is fixed: remove it from MIXED_NOT_YET"
+        return
+    want = {np.dtype(np.float32)} if stateful else {np.dtype(jnp.bfloat16)}
+    assert got == want, entry.name
+    if stateful and entry.optax_name:
+        try:
+            theirs = _optax_update_dtypes(entry, params, grads)
+        except Exception:  # noqa: BLE001 - optax rejects some inputs (its own bugs); dtype not comparable
+            return
+        assert got == theirs, f"{entry.name}: optax gives {theirs}"
+
+
+@pytest.mark.parametrize(
+    "params_dtype, grads_dtype, kwargs, want",
+    [
+        (jnp.float32, jnp.bfloat16, {}, jnp.float32),  # f32 master weights: optax's dtype
+        (jnp.float32, jnp.float16, {}, jnp.float32),  # same with float16 gradients (mu is float32)
+        (jnp.bfloat16, jnp.bfloat16, {}, jnp.bfloat16),
+        (jnp.float16, jnp.float16, {}, jnp.float16),  # nu is float32 by policy, mu float16
+        (jnp.bfloat16, jnp.float32, {}, jnp.float32),
+        # mu stored in bfloat16 for memory, nu float32: the update is float32 (as optax), it is
+        # computed from the unrounded moments and added to float32 params.
+        (jnp.float32, jnp.bfloat16, {"mu_dtype": jnp.bfloat16}, jnp.float32),
+        # moments kept wider than bfloat16 params: float32 updates (as optax), rounded once by apply_updates.
+        (jnp.bfloat16, jnp.bfloat16, {"mu_dtype": jnp.float32, "nu_dtype": jnp.float32}, jnp.float32),
+    ],
+)
+def test_adam_update_dtype(params_dtype, grads_dtype, kwargs, want):
+    tx = gx.scale_by_adam(**kwargs)
+    params = _params(params_dtype)
+    state = tx.init(params)
+    updates, new_state = jax.jit(tx.update)(_like(params, grads_dtype), state)
+    assert {u.dtype for u in jax.tree_util.tree_leaves(updates)} == {np.dtype(want)}
+    assert _signature(new_state) == _signature(state)
+
+
+@pytest.mark.parametrize("tx", [gx.adagrad(0.1), gx.rmsprop(0.1), gx.adam(0.1), gx.sgd(0.1, 0.9)], ids=["adagrad", "rmsprop", "adam", "sgd_momentum"])
+def test_fp16_params_and_grads_keep_fp16_updates(tx):
+    """float32 squared accumulators of float16 params (policy) do not widen the updates."""
+    params = _params(jnp.float16)
+    updates, _ = tx.update(_like(params, jnp.float16), tx.init(params), params)
+    assert {u.dtype for u in jax.tree_util.tree_leaves(updates)} == {np.dtype(np.float16)}
+
+
+def _midgpt_chain(max_norm):
+    return gx.chain(
+        gx.clip_by_global_norm(max_norm),
+        gx.scale_by_adam(b1=0.9, b2=0.95),
+        gx.add_decayed_weights(0.1),
+        gx.scale_by_learning_rate(1e-2),
+    )
+
+
+def _master_weight_error(max_norm, steps=15):
+    """max |p - p_ref| after `steps` of the midGPT-style chain on float32 params with
+    bfloat16 gradients, p_ref the all-float32 run fed the same (bf16-rounded) gradients."""
+    rng = np.random.default_rng(3)
+    p = {"w": jnp.asarray(rng.normal(size=(32, 32)), jnp.float32), "b": jnp.asarray(rng.normal(size=32), jnp.float32)}
+    ref = p
+    tx, tx_ref = _midgpt_chain(max_norm), _midgpt_chain(max_norm)
+    s, s_ref = tx.init(p), tx_ref.init(ref)
+    update, update_ref = jax.jit(tx.update), jax.jit(tx_ref.update)
+    for k in range(steps):
+        g = jax.tree_util.tree_map(lambda x: (jnp.sin(x * (k + 1)) + 0.1 * x).astype(jnp.bfloat16), p)
+        u, s = update(g, s, p)
+        u_ref, s_ref = update_ref(jax.tree_util.tree_map(lambda x: x.astype(jnp.float32), g), s_ref, ref)
+        p, ref = gx.apply_updates(p, u), gx.apply_updates(ref, u_ref)
+    return max(float(jnp.max(jnp.abs(p[k] - ref[k]))) for k in p)
+
+
+def _old_rule_bf16_updates(g, olds=(), squared=None):
+    """The previous policy, as a broken version: updates always in the gradients' dtype."""
+    return jnp.asarray(g)
+
+
+def test_float32_master_weights_with_bf16_grads_stay_close_to_the_float32_run(monkeypatch):
+    """Adam's updates are float32, so with the clipping inactive the run is the float32 run
+    fed the same gradients, bit for bit (measured before: 2.9e-4 after 15 steps). With the
+    clipping active, the stateless clip keeps bf16 (one rounding of the clipped gradient per
+    step): 1.7e-4, against 2.5e-4 with bf16 updates (the previous policy, patched in below)."""
+    inactive, active = _master_weight_error(1e9), _master_weight_error(1.0)
+    monkeypatch.setattr(gx._tree, "as_update", _old_rule_bf16_updates)
+    inactive_before, active_before = _master_weight_error(1e9), _master_weight_error(1.0)
+    assert inactive == 0.0 < 1e-4 < inactive_before, (inactive, inactive_before)
+    assert active < 0.8 * active_before, (active, active_before)
 
 
 @pytest.mark.parametrize("entry", DETERMINISTIC, ids=str)

@@ -114,6 +114,11 @@ def copying_init():
     return stateless(lambda u: u, init_state=lambda p: Acc(tmap(jnp.array, p)))
 
 
+def aliasing_init():
+    """init keeps the params' own arrays as its state: a donating jitted step gives them twice."""
+    return stateless(lambda u: u, init_state=lambda p: Acc(p))
+
+
 def named_keyword_extra_arg():
     """Takes its extra argument as a named keyword instead of through ``**extra_args``."""
 
@@ -175,6 +180,7 @@ BROKEN = {
     "deterministic": (impure_scale, "updates['b']", {}),
     "no_retrace": (lambda: counting(weak_init=True), "state.count", {}),
     "jit_consistent": (impure_scale, "updates['b']", {}),
+    "donation": (aliasing_init, "state.acc['b']", {}),
     "lax_cond": (lambda: stateless(lambda u: tmap(lambda g: g.astype(F32), u)), "updates['w']", {}),
     "lax_scan": (lambda: accumulate(cast_back=False), "state.acc['w']", {}),
     "chain_identity_left": (named_keyword_extra_arg, "updates['b']", SCALE_BY_2),
@@ -197,7 +203,7 @@ def test_each_law_is_one_record_and_the_tables_derive_from_it():
     assert L.OPTIONAL_LAWS == ("none_leaves", "masked", "ignores_extra_args")
     assert L.DEFAULT_LAWS == tuple(n for n in L.LAWS if n != "runs" and n not in L.OPTIONAL_LAWS)
     compiled = {n: law.compiles for n, law in L.LAWS.items() if law.compiles is not None}
-    assert compiled == {"no_retrace": 2, "jit_consistent": 2, "lax_cond": 1, "lax_scan": 1}
+    assert compiled == {"no_retrace": 2, "jit_consistent": 2, "donation": 2, "lax_cond": 1, "lax_scan": 1}
 
 
 def _imports(path: pathlib.Path, package: str) -> set:
@@ -255,7 +261,7 @@ def test_law_fails_on_a_broken_transformation(law):
 
 
 @pytest.mark.parametrize(
-    "law", ["updates_dtype", "state_dtype", "no_retrace", "init_value_independent", "chain_identity_left"]
+    "law", ["updates_dtype", "state_dtype", "no_retrace", "init_value_independent", "chain_identity_left", "donation"]
 )
 def test_fixed_counterpart_passes(law):
     """The broken transformations above, with the bug fixed, pass the same law."""
@@ -267,6 +273,7 @@ def test_fixed_counterpart_passes(law):
             lambda u: u, init_state=lambda p: Acc(tmap(jnp.zeros_like, p))
         ),
         "chain_identity_left": lambda: stateless(lambda u: u),
+        "donation": copying_init,  # jnp.array copies
     }[law]
     check_transformation(fixed(), PARAMS, laws=[law], **SCALE_BY_2)
 

@@ -32,6 +32,8 @@ weak_type_count          init's count is jnp.asarray(0) (weak typed),      law '
 python_branch_on_values  a Python `if` on float(a gradient value): fine    law 'no_retrace' (and
                          eagerly, an error under jit                       'jit_consistent',
                                                                            'lax_cond', 'lax_scan')
+shared_zeros             Adam's init puts one zeros tree in both mu and    law 'donation'
+                         nu: a donating jitted step gives it twice
 float32_scalars          Adam forms 1 - b2 and 1 - b**t in float32 from     check_accuracy (the
                          the rounded b2 (the code before issue 11)         float32 error budget)
 =======================  ================================================  ==========================
@@ -77,7 +79,8 @@ def adam(mutation=None) -> gx.GradientTransformation:
     def init(params):
         count = jnp.asarray(0) if mutation == "weak_type_count" else jnp.zeros([], jnp.int32)
         zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        return AdamState(count, zeros, zeros)
+        nu = zeros if mutation == "shared_zeros" else jax.tree_util.tree_map(jnp.zeros_like, params)
+        return AdamState(count, zeros, nu)
 
     def update(updates, state, params=None, **extra_args):
         global _CALLS
@@ -170,6 +173,7 @@ CAUGHT_BY_LAWS = {
     "global_counter": (adam, "deterministic"),
     "weak_type_count": (adam, "no_retrace"),
     "python_branch_on_values": (adam, "no_retrace"),
+    "shared_zeros": (adam, "donation"),
 }
 
 

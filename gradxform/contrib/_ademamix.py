@@ -54,7 +54,8 @@ def _ademamix_rule(g, m1, m2, nu, s: _AdemamixScalars):
     nu_new = _tree.update_moment(_tree.abs_sq(x), nu, s.m.b2)
     m1_hat = m1_new / s.m.bc1
     nu_hat = nu_new / s.m.bc2
-    u = (m1_hat + s.alpha * m2_new) / (jnp.sqrt(nu_hat + s.m.eps_root) + s.m.eps)
+    num = m1_hat + s.alpha * m2_new
+    u = jnp.where(num == 0, 0, num / (jnp.sqrt(nu_hat + s.m.eps_root) + s.m.eps))  # eps = 0, g = 0: 0, not 0/0
     return u.astype(g.dtype), m1_new.astype(m1.dtype), m2_new.astype(m2.dtype), nu_new.astype(nu.dtype)
 
 
@@ -207,7 +208,8 @@ def _simplified_rule(g, m, n, s: _SimplifiedScalars):
     x = g.astype(s.eps.dtype)
     m_new = s.b1 * m.astype(x.dtype) + x  # an unnormalized sum: no (1 - b1)
     n_new = _tree.update_moment(_tree.abs_sq(x), n, s.b2)
-    u = (m_new + s.alpha * x) / (jnp.sqrt(n_new / s.bc2 + s.eps_root) + s.eps)
+    num = m_new + s.alpha * x
+    u = jnp.where(num == 0, 0, num / (jnp.sqrt(n_new / s.bc2 + s.eps_root) + s.eps))  # eps = 0, g = 0: 0, not 0/0
     return u.astype(g.dtype), m_new.astype(m.dtype), n_new.astype(n.dtype)
 
 

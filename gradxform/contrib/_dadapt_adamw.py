@@ -65,7 +65,8 @@ def step_size(learning_rate: Any, b1: Any, b2: Any, count: jax.Array, dtype: Any
 def _dadapt_rule(g, m, v, s, p, c: _DAdaptScalars):
     x = g.astype(c.eps.dtype)
     acc = c.dlr.dtype
-    weighted = s.astype(x.dtype) / (jnp.sqrt(v.astype(x.dtype)) + c.eps)
+    sw = s.astype(x.dtype)
+    weighted = jnp.where(sw == 0, 0, sw / (jnp.sqrt(v.astype(x.dtype)) + c.eps))  # eps = 0 at step 0: 0, not 0/0
     inner = jnp.vdot(x, weighted).astype(acc)  # <g_k, s_k>_{A_k^{-1}}
     cg = c.dlr.astype(x.dtype) * x
     m_new = c.b1.rate * m.astype(x.dtype) + c.b1.complement * cg

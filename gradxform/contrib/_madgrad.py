@@ -109,7 +109,7 @@ def scale_by_madgrad(learning_rate: ScalarOrSchedule, momentum=0.9, eps=1e-6) ->
             count=jnp.zeros([], jnp.int32),
             grad_sum_sq=_tree.square_zeros_like(params),
             s=_tree.zeros_like(params),
-            x0=jax.tree_util.tree_map(jnp.asarray, params),
+            x0=jax.tree_util.tree_map(lambda p: jnp.array(p, copy=True), params),  # own buffers (donation)
         )
 
     def update_fn(updates, state, params=None, **extra_args):

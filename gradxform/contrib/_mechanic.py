@@ -113,10 +113,10 @@ def mechanize(base_optimizer: Any, weight_decay=1e-2, eps=1e-8, s_init=1e-6, num
             base_optimizer_state=base.init(params),
             count=jnp.zeros((), jnp.int32),
             r=zeros,
-            m=zeros,
-            v=zeros,
+            m=jnp.zeros((num_betas,), acc),  # one buffer per field (donation)
+            v=jnp.zeros((num_betas,), acc),
             s=jnp.full((num_betas,), s_init, acc),
-            x0=jax.tree_util.tree_map(jnp.asarray, params),
+            x0=jax.tree_util.tree_map(lambda p: jnp.array(p, copy=True), params),  # own buffers (donation)
         )
 
     def update_fn(updates, state, params=None, **extra_args):

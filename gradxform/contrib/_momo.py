@@ -58,7 +58,7 @@ def _averages_rule(g, d, v, x, s: _AvgScalars, *, adam, acc):
     dw = d_new.astype(gw.dtype)
     if adam:
         v_new = _tree.update_moment(gw * gw, v, s.b2).astype(v.dtype)
-        sq = dw * dw / (jnp.sqrt(v_new.astype(gw.dtype) / s.bc2) + s.eps)
+        sq = jnp.where(dw == 0, 0, dw * dw / (jnp.sqrt(v_new.astype(gw.dtype) / s.bc2) + s.eps))  # never 0/0
     else:
         v_new = v
         sq = dw * dw
@@ -70,7 +70,7 @@ def _step_rule(g, d, v, x, s: _StepScalars, *, adam):
     """u = (x - tau D^-1 d) / (1 + alpha lambda) - x = -(tau D^-1 d + alpha lambda x) / (1 + alpha lambda)."""
     dw = d.astype(s.tau.dtype)
     if adam:
-        dw = dw / (jnp.sqrt(v.astype(dw.dtype) / s.bc2) + s.eps)
+        dw = jnp.where(dw == 0, 0, dw / (jnp.sqrt(v.astype(dw.dtype) / s.bc2) + s.eps))  # eps = 0, d = 0: 0
     u = -(s.tau * dw + s.wd * x.astype(dw.dtype)) / (1 + s.wd)
     return (u.astype(g.dtype),)
 
@@ -241,7 +241,9 @@ def momo(
     def init_fn(params):
         acc = _scalar_dtype(params)
         z = jnp.zeros((), acc)
-        return MomoState(_tree.zeros_like(params), z, z, _tree.hp(lower_bound, acc), jnp.zeros([], jnp.int32))
+        return MomoState(  # one buffer per field (donation)
+            _tree.zeros_like(params), z, jnp.zeros((), acc), _tree.hp(lower_bound, acc), jnp.zeros([], jnp.int32)
+        )
 
     def update_fn(updates, state, params=None, value=None, **extra_args):
         del extra_args
@@ -318,7 +320,8 @@ def momo_adam(
         acc = _scalar_dtype(params)
         z = jnp.zeros((), acc)
         return MomoAdamState(
-            _tree.zeros_like(params), _tree.square_zeros_like(params), z, z, _tree.hp(lower_bound, acc),
+            _tree.zeros_like(params), _tree.square_zeros_like(params), z, jnp.zeros((), acc),  # own buffers
+            _tree.hp(lower_bound, acc),
             jnp.zeros([], jnp.int32),
         )
 

@@ -146,14 +146,19 @@ class _MuonScalars(NamedTuple):
     bc_next: jax.Array  # 1 - beta^(t+1)
 
 
+def _nonzero(d: jax.Array) -> jax.Array:
+    """`d`, with 1 where it is 0: a zero norm (eps = 0) belongs to a zero matrix, which stays 0 (not 0/0)."""
+    return jnp.where(d == 0, jnp.ones_like(d), d)
+
+
 def _precondition(x: jax.Array, kind: str, eps: jax.Array) -> jax.Array:
     """The rescaling before the iterations (x: a batch of wide matrices, rows <= columns)."""
     if kind == "frobenius":
         norm = jnp.sqrt(jnp.sum(x * x, axis=(-2, -1), keepdims=True))
-        return x / (norm + eps)
+        return x / _nonzero(norm + eps)
     if kind == "spectral":
         norm = jnp.linalg.norm(x, ord=2, axis=(-2, -1), keepdims=True)
-        return x / (norm + eps)
+        return x / _nonzero(norm + eps)
     a = x @ jnp.swapaxes(x, -1, -2)
     tiny = jnp.asarray(_TINY, x.dtype)
     if kind == "schatten":  # ||x||_{S_4} = ||x x^T||_F^(1/2)

@@ -141,7 +141,7 @@ def prodigy(
             exp_avg=_tree.zeros_like(params),
             exp_avg_sq=_tree.square_zeros_like(params),
             grad_sum=_tree.zeros_like(params),
-            params0=jax.tree_util.tree_map(jnp.asarray, params),
+            params0=jax.tree_util.tree_map(lambda p: jnp.array(p, copy=True), params),  # own buffers (donation)
             estim_lr=_tree.hp(estim_lr0, acc),
             numerator_weighted=jnp.zeros((), acc),
             count=jnp.zeros((), jnp.int32),

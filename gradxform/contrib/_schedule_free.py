@@ -137,7 +137,8 @@ def schedule_free(
             step_count=jnp.ones([], jnp.int32),
             max_lr=jnp.zeros([], sdt),
             base_optimizer_state=base.init(params),
-            z=jax.tree_util.tree_map(lambda p: jnp.asarray(p).astype(state_dtype or jnp.asarray(p).dtype), params),
+            z=jax.tree_util.tree_map(  # own buffers (donation)
+                lambda p: jnp.array(jnp.asarray(p).astype(state_dtype or jnp.asarray(p).dtype), copy=True), params),
         )
 
     def update_fn(updates, state, params=None, **extra_args):

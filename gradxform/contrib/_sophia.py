@@ -109,7 +109,8 @@ class _SophiaScalars(NamedTuple):
 def _sophia_rule(g, mu, nu, s: _SophiaScalars, *, clipped):
     x = g.astype(s.eps.dtype)
     m = _tree.update_moment(x, mu, s.b1)
-    r = m / jnp.maximum(s.gamma * nu.astype(x.dtype), s.eps)
+    # eps = 0 and h = 0: m / 0 is clipped to +-rho below, but 0/0 (m = 0) is 0, not NaN.
+    r = jnp.where(m == 0, 0, m / jnp.maximum(s.gamma * nu.astype(x.dtype), s.eps))
     if clipped:
         r = jnp.clip(r, -s.clip, s.clip)
     return r.astype(g.dtype), m.astype(mu.dtype), (jnp.abs(r) < s.clip).sum()

@@ -24,11 +24,17 @@ from gradxform import _checks, _tree
 Axis = Union[int, Sequence[int]]
 
 
+def _is_int(n: Any) -> bool:
+    return isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_))
+
+
 def _feature_shape(num_features: Union[int, Sequence[int]]) -> tuple[int, ...]:
-    if isinstance(num_features, (int, np.integer)):
+    if _is_int(num_features):
         shape = (int(num_features),)
-    else:
+    elif isinstance(num_features, (tuple, list)) and all(_is_int(n) for n in num_features):
         shape = tuple(int(n) for n in num_features)
+    else:
+        shape = ()  # a float (2.5, 3.0), a bool, a string...: rejected below
     if not shape or any(n < 1 for n in shape):
         raise ValueError(
             "batch_norm_init: `num_features` must be a positive int (or a tuple of them for "
@@ -55,7 +61,8 @@ def batch_norm_init(
         ``(params, state)``, two dicts of arrays of shape ``(num_features,)``.
 
     Raises:
-        ValueError: if `num_features` is not a positive int.
+        ValueError: if `num_features` is not a positive int or a non-empty
+            tuple of them (a float such as ``2.5`` or ``3.0`` included).
 
     Example:
         >>> import gradxform as gx
@@ -146,6 +153,21 @@ def batch_norm(
         collective with `axis_name`), which can round below zero and is then
         clamped at zero.
 
+        With ``eps=0`` a feature whose variance is 0 gives :math:`\hat x = 0`
+        (``y = beta``) instead of ``0/0``. In training this is the limit of
+        :math:`(x-\mu_B)/\sqrt{\sigma_B^2+\epsilon}` as :math:`\epsilon \to 0`,
+        since :math:`x - \mu_B` is exactly 0 there. In eval mode, a running
+        ``var`` of 0 means the feature never varied in training, where it was
+        therefore mapped to ``beta``; an input that now differs from the running
+        mean is mapped to ``beta`` as well (the training-time output), rather than
+        to :math:`\pm\infty`. Pass ``eps > 0`` to scale such differences by
+        :math:`1/\sqrt{\epsilon}` instead. A negative running ``var`` (a corrupted
+        state) still gives NaN.
+
+        Integer and boolean inputs are normalized in float32 and return float32
+        (as flax's ``BatchNorm`` and ``jax.nn.standardize``); float inputs keep
+        their dtype.
+
     Args:
         params: ``{'scale', 'bias'}`` from `batch_norm_init`, or None for no
             learned scale and shift.
@@ -162,13 +184,15 @@ def batch_norm(
         fast_variance: one-pass variance, see the Note.
 
     Returns:
-        ``(y, new_state)``: `y` of `x`'s shape and dtype; the updated running
-        statistics in training mode, `state` itself in eval mode.
+        ``(y, new_state)``: `y` of `x`'s shape and dtype (float32 for integer or
+        boolean `x`); the updated running statistics in training mode, `state`
+        itself in eval mode.
 
     Raises:
         ValueError: for `momentum` outside [0, 1], a negative `eps`, an
-            out-of-range `axis`, or params/state whose shapes do not match the
-            feature axes of `x`.
+            out-of-range `axis`, params/state whose shapes do not match the
+            feature axes of `x`, or (training) an empty batch: an `x` with 0
+            entries on the reduced axes, such as shape ``(0, F)``.
 
     Example:
         >>> import jax.numpy as jnp, gradxform as gx
@@ -198,6 +222,9 @@ def batch_norm(
             _check_leaf(params, key, feat_shape, "params", x.shape)
 
     cdt = _tree.real_dtype(x.dtype)
+    # Integer and boolean inputs are normalized in float32 and give float32 (as flax's
+    # BatchNorm and jax.nn.standardize): the normalized values are fractions.
+    out_dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.inexact) else cdt
     bshape = tuple(x.shape[i] if i in feat else 1 for i in range(x.ndim))
 
     def expand(v):
@@ -206,16 +233,31 @@ def batch_norm(
     xc = x.astype(cdt)
     if training:
         m = int(np.prod([x.shape[i] for i in red], dtype=np.int64))
+        if m == 0:
+            raise ValueError(
+                f"{fn}: an input of shape {x.shape} has no values to take batch statistics over "
+                f"(axes {red} hold 0 entries); its running statistics would become NaN. Skip "
+                "empty batches, or use training=False."
+            )
         if axis_name is not None:
             m *= jax.lax.psum(1, axis_name)
+        # Statistics of the data shifted by its first sample, k (without axis_name: the
+        # devices' shifts would differ): mean = k + E[x - k] is exactly k for a constant
+        # feature, whose variance is then exactly 0, and the one-pass variance loses less.
+        if axis_name is None:
+            k = xc[tuple(slice(0, 1) if i in red else slice(None) for i in range(x.ndim))]
+        else:
+            k = jnp.zeros(bshape, cdt)
+        xs = xc - k
         if fast_variance:
-            moments = jnp.stack([jnp.mean(xc, axis=red), jnp.mean(jnp.square(xc), axis=red)])
+            moments = jnp.stack([jnp.mean(xs, axis=red), jnp.mean(jnp.square(xs), axis=red)])
             if axis_name is not None:
                 moments = jax.lax.pmean(moments, axis_name)
-            mean, mean_sq = moments[0], moments[1]
-            var = mean_sq - jnp.square(mean)
+            mean_s, mean_sq = moments[0], moments[1]
+            var = mean_sq - jnp.square(mean_s)
+            mean = jnp.reshape(k, feat_shape) + mean_s
         else:
-            mean = jnp.mean(xc, axis=red)
+            mean = jnp.reshape(k, feat_shape) + jnp.mean(xs, axis=red)
             if axis_name is not None:
                 mean = jax.lax.pmean(mean, axis_name)
             var = jnp.mean(jnp.square(xc - jnp.reshape(mean, bshape)), axis=red)
@@ -235,7 +277,12 @@ def batch_norm(
         var = state["var"].astype(cdt)
         new_state = state
 
-    y = (xc - jnp.reshape(mean, bshape)) * jax.lax.rsqrt(jnp.reshape(var, bshape) + eps)
+    # 1 / sqrt(var + eps) per feature; a feature with var + eps == 0 (eps=0) gets 0, so
+    # x_hat = 0 (see the Note). The inner where keeps rsqrt(0) = inf out of the gradient.
+    v = var + eps
+    flat = v == 0
+    inv = jnp.where(flat, 0.0, jax.lax.rsqrt(jnp.where(flat, 1.0, v)))
+    y = (xc - jnp.reshape(mean, bshape)) * jnp.reshape(inv, bshape)
     if params is not None:
         y = y * expand(params["scale"]) + expand(params["bias"])
-    return y.astype(x.dtype), new_state
+    return y.astype(out_dtype), new_state

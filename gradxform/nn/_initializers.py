@@ -62,15 +62,30 @@ _TRUNC_STD = math.sqrt(
 )
 
 
+def _is_dim(d: Any) -> bool:
+    return isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_))
+
+
 def _as_shape(shape: Shape, fn: str) -> tuple[int, ...]:
-    if isinstance(shape, (int, np.integer)):
-        shape = (int(shape),)
+    """The one shape check of every initializer (and `compute_fans`): non-negative ints only.
+
+    A float dimension is rejected, not truncated (``(3.5, 4)`` would silently give ``(3, 4)``).
+    """
+    if _is_dim(shape):
+        shape = (shape,)
     try:
-        out = tuple(int(d) for d in shape)
+        dims = tuple(shape)
     except TypeError:
-        raise TypeError(f"{fn}: `shape` must be an int or a sequence of ints; got {shape!r}.") from None
+        raise TypeError(f"{fn}: `shape` must be an int or a sequence of ints; got shape={shape!r}.") from None
+    bad = [d for d in dims if not _is_dim(d)]
+    if bad:
+        raise ValueError(
+            f"{fn}: `shape` must hold integer dimensions; got shape={shape!r} "
+            f"({', '.join(repr(d) for d in bad)} {'is' if len(bad) == 1 else 'are'} not an int)."
+        )
+    out = tuple(int(d) for d in dims)
     if any(d < 0 for d in out):
-        raise ValueError(f"{fn}: `shape` must have non-negative dimensions; got {out}.")
+        raise ValueError(f"{fn}: `shape` must have non-negative dimensions; got shape={out}.")
     return out
 
 

@@ -170,6 +170,10 @@ def dense_hessian(fn: Callable[[Any], jax.Array], params: Any) -> jax.Array:
     Returns:
         A ``(p, p)`` array in at least float32.
 
+    Raises:
+        ValueError: `fn` does not return a scalar (its output shape is named;
+            a loss summed over a batch is ``jnp.sum(...)`` or ``jnp.mean(...)``).
+
     Examples:
         >>> import jax.numpy as jnp, gradxform as gx
         >>> f = lambda p: p['a'] ** 2 * p['b'][0] + p['b'][1] ** 3
@@ -177,4 +181,14 @@ def dense_hessian(fn: Callable[[Any], jax.Array], params: Any) -> jax.Array:
         [[4.0, 2.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 6.0]]
     """
     flat, unravel = _treeops.ravel(params)
-    return jax.hessian(lambda x: jnp.asarray(fn(unravel(x))).astype(flat.dtype))(flat)
+
+    def scalar_fn(x):
+        out = jnp.asarray(fn(unravel(x)))
+        if out.shape != ():  # checked while tracing: costs nothing at run time
+            raise ValueError(
+                f"dense_hessian: `fn` must return a scalar; it returned an array of shape {out.shape}. "
+                "Reduce it to one number first (jnp.sum or jnp.mean)."
+            )
+        return out.astype(flat.dtype)
+
+    return jax.hessian(scalar_fn)(flat)

@@ -70,9 +70,16 @@ def _lbfgs_update(m: int, scale_init_precond: bool, updates, state: ScaleByLBFGS
     yy = tree_vdot(y, y, vdt)
     curved = sy > 0  # pairs without positive curvature are not used (rho = 0)
     rho = jnp.where(curved, 1 / jnp.where(curved, sy, 1), 0).astype(vdt)
+    # A pair with a non-finite entry (a NaN or inf gradient or step) is stored as zeros:
+    # with rho = 0 it would still poison the two-loop recursion (0 * nan = nan) for m steps.
+    finite = jnp.isfinite(sy) & jnp.isfinite(yy)
     slot = (state.count - 1) % m  # the newest pair's slot (count 0 writes zeros with rho 0)
-    s_mem = jax.tree_util.tree_map(lambda mem, x: mem.at[slot].set(x.astype(mem.dtype)), state.diff_params_memory, s)
-    y_mem = jax.tree_util.tree_map(lambda mem, x: mem.at[slot].set(x.astype(mem.dtype)), state.diff_updates_memory, y)
+
+    def store(mem, x):
+        return mem.at[slot].set(jnp.where(finite, x, jnp.zeros_like(x)).astype(mem.dtype))
+
+    s_mem = jax.tree_util.tree_map(store, state.diff_params_memory, s)
+    y_mem = jax.tree_util.tree_map(store, state.diff_updates_memory, y)
     rhos = state.weights_memory.at[slot].set(rho)
     if scale_init_precond:
         g_norm = jnp.sqrt(tree_vdot(updates, updates, vdt))
@@ -152,13 +159,15 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
     m = int(memory_size)
 
     def init_fn(params):
-        stacked = jax.tree_util.tree_map(lambda p: jnp.zeros((m,) + jnp.shape(p), jnp.asarray(p).dtype), params)
+        def stacked():  # a fresh buffer per field: jit's donate_argnums rejects one buffer twice
+            return jax.tree_util.tree_map(lambda p: jnp.zeros((m,) + jnp.shape(p), jnp.asarray(p).dtype), params)
+
         return ScaleByLBFGSState(
             count=jnp.zeros([], jnp.int32),
             params=_tree.zeros_like(params),
             updates=_tree.zeros_like(params),
-            diff_params_memory=stacked,
-            diff_updates_memory=stacked,
+            diff_params_memory=stacked(),
+            diff_updates_memory=stacked(),
             weights_memory=jnp.zeros((m,), accumulation_dtype(params)),
         )
 

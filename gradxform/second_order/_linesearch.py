@@ -191,6 +191,12 @@ def scale_by_zoom_linesearch(
     evaluations, or the interval shrinks below ``stepsize_precision``, it takes
     the best step satisfying the decrease condition found, or 0 if none.
 
+    A failed search (step 0 although :math:`\varphi'(0) \ne 0`: no decreasing
+    step found, an uphill direction, or a NaN/inf value or slope at the start)
+    returns exactly zero updates, so the params stay where they are even when
+    the direction holds NaN, and reports ``state.learning_rate == 0`` and
+    ``state.info.decrease_error == state.info.curvature_error == inf``.
+
     Args:
         max_linesearch_steps: the most evaluations of ``value_fn`` per search, >= 1.
         max_learning_rate: upper bound on the step size (None: none).
@@ -349,12 +355,19 @@ def scale_by_zoom_linesearch(
         f = jnp.where(s.done, s.f_out, s.f_lo)
         d = jnp.where(s.done, s.d_out, s.d_lo)
         g = tree_where(s.done, s.g_out, s.g_lo)
+        # No step although the direction was not flat (d0 != 0: a non-finite start, an uphill
+        # direction, or no decrease found): the search failed, and both errors say so (+inf).
+        failed = (a == 0) & ~(d0 == 0)
+        inf = jnp.asarray(jnp.inf, vdt)
         info = ZoomLinesearchInfo(
             num_linesearch_steps=s.count,
-            decrease_error=jnp.maximum(f - f0 - c1 * a * d0, 0).astype(vdt),
-            curvature_error=jnp.maximum(jnp.abs(d) - c2 * jnp.abs(d0), 0).astype(vdt),
+            decrease_error=jnp.where(failed, inf, _finite_or_inf(jnp.maximum(f - f0 - c1 * a * d0, 0))),
+            curvature_error=jnp.where(failed, inf, _finite_or_inf(jnp.maximum(jnp.abs(d) - c2 * jnp.abs(d0), 0))),
         )
-        new_updates = _tree.scale_tree(updates, a)
+        # Step 0 is exactly 0, also for a direction with NaN or inf entries (0 * nan = nan).
+        new_updates = jax.tree_util.tree_map(
+            lambda x: jnp.where(a > 0, x, jnp.zeros_like(x)), _tree.scale_tree(updates, a)
+        )
         new_state = ScaleByZoomLinesearchState(
             learning_rate=a.astype(vdt), value=f.astype(vdt), grad=_tree.cast_like(g, state.grad), info=info
         )
@@ -413,7 +426,8 @@ def scale_by_backtracking_linesearch(
 
     holds (:math:`c` = ``slope_rtol``, :math:`\delta` = ``rtol``, :math:`\epsilon`
     = ``atol``), at most ``max_backtracking_steps + 1`` evaluations. A NaN or
-    infinite value at the last try gives step 0. A zero update direction is not
+    infinite value at the last try gives step 0, and step 0 gives exactly zero
+    updates (also for a direction holding NaN). A zero update direction is not
     searched: it keeps :math:`\eta_0`, ``value`` and ``grad``.
 
     Args:
@@ -507,7 +521,10 @@ def scale_by_backtracking_linesearch(
             fresh = _tree.cast_like(jax.grad(f_)(step_tree(params, a, updates)), state.grad)
             given = _tree.cast_like(grad, state.grad)
             new_grad = tree_where(standing, given, fresh)
-        new_updates = _tree.scale_tree(updates, a)
+        # Step 0 is exactly 0, also for a direction with NaN or inf entries (0 * nan = nan).
+        new_updates = jax.tree_util.tree_map(
+            lambda x: jnp.where(a > 0, x, jnp.zeros_like(x)), _tree.scale_tree(updates, a)
+        )
         return new_updates, ScaleByBacktrackingLinesearchState(
             learning_rate=a.astype(vdt),
             value=f.astype(vdt),

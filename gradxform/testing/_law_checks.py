@@ -8,6 +8,7 @@ check, whether it compiles) are in `gradxform.testing.laws`.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Optional, Protocol
 
 import jax
@@ -168,10 +169,18 @@ def _split_extra(extra: dict) -> tuple[dict, tuple]:
     return arrays, tuple(sorted(static, key=lambda kv: kv[0]))
 
 
+def _fresh(tree: Any) -> Any:
+    """A copy of every jax array of `tree` (what a donated call may consume)."""
+    return jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True) if isinstance(x, jax.Array) else x, tree)
+
+
 def _jitted_update(run: Run) -> tuple[Callable, list]:
     """One ``jax.jit(update)`` with a trace counter, shared by the jit laws of an example.
 
     Called as ``f(g, s, params, arrays, static)``; the static extra arguments are static.
+    The state and the params are donated (``donate_argnums=(1, 2)``), as in a training
+    step, so that the ``donation`` law reuses this compilation: callers other than that
+    law pass copies (`_fresh`) of the trajectory's states and params.
     """
     if "jitted_update" not in run.cache:
         traces = [0]
@@ -180,7 +189,14 @@ def _jitted_update(run: Run) -> tuple[Callable, list]:
             traces[0] += 1
             return run.tx.update(g, s, p, **arrays, **dict(static))
 
-        run.cache["jitted_update"] = (jax.jit(counted, static_argnums=(4,)), traces)
+        jitted = jax.jit(counted, static_argnums=(4,), donate_argnums=(1, 2))
+
+        def call(g, s, p, arrays, static):
+            with warnings.catch_warnings():  # a donated buffer no output can reuse is fine here
+                warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+                return jitted(g, s, p, arrays, static)
+
+        run.cache["jitted_update"] = (call, traces)
     return run.cache["jitted_update"]
 
 
@@ -194,7 +210,7 @@ def no_retrace(run: Run):
         g = run.example.grads[k]
         arrays, static = _split_extra(run.extras[k])
         before = traces[0]
-        _, s_next = f(g, s, run.params, arrays, static)
+        _, s_next = f(g, _fresh(s), _fresh(run.params), arrays, static)
         if k > 0 and traces[0] > before:
             # Find what jit saw differently from the previous call.
             prev_g, prev_s, prev_e = seen[-1]
@@ -225,11 +241,62 @@ def jit_consistent(run: Run):
     f, _ = _jitted_update(run)
     for k in run.jit_steps:
         arrays, static = _split_extra(run.extras[k])
-        u, s = f(run.example.grads[k], run.states[k], run.params, arrays, static)
+        u, s = f(run.example.grads[k], _fresh(run.states[k]), _fresh(run.params), arrays, static)
         for prefix, e, got in (("updates", run.updates[k], u), ("state", run.states[k + 1], s)):
             bad = _agree(run, e, got, prefix)
             if bad:
                 raise Broken(path=bad.path, step=k, detail=f"jit vs no jit: {bad.summary()}")
+
+
+def _buffer(x: Any) -> Any:
+    if x.size == 0:  # empty arrays may all report the same (null) pointer
+        return ("id", id(x))
+    try:
+        return x.unsafe_buffer_pointer()
+    except Exception:  # noqa: BLE001 - a sharded or deleted array: its identity will do
+        return ("id", id(x))
+
+
+def _shared_buffer(params: Any, state: Any) -> Optional[tuple[str, str]]:
+    """The first state leaf whose buffer is also a params leaf's or an earlier state leaf's."""
+    seen: dict = {}
+    for prefix, tree in (("params", params), ("state", state)):
+        for path, x in paths(tree):
+            if not isinstance(x, jax.Array):
+                continue
+            key = _buffer(x)
+            if key in seen:
+                return prefix + path, seen[key]
+            seen[key] = prefix + path
+    return None
+
+
+def donation(run: Run):
+    """``jax.jit(step, donate_argnums=(state, params))`` runs on init's state, two steps in a row.
+
+    XLA rejects a call donating one buffer twice, so init must not put the params'
+    own arrays, or one array in two places, in the state. The step reuses the jit
+    laws' compiled update (`_jitted_update` donates), on fresh copies of the params.
+    """
+    f, _ = _jitted_update(run)
+    params = _fresh(run.params)
+    s = run.tx.init(params)
+    shared = _shared_buffer(params, s)
+    if shared is not None:
+        raise Broken(
+            path=shared[0], step=0, expected="a buffer of its own", got=f"the buffer of {shared[1]}",
+            detail="jax.jit(step, donate_argnums=...) would fail with 'Attempt to donate the same "
+            "buffer twice' straight after init",
+        )
+    for k in range(min(2, run.example.steps)):
+        arrays, static = _split_extra(run.extras[k])
+        try:
+            _, s = f(run.example.grads[k], s, params, arrays, static)
+            jax.block_until_ready(s)
+        except Exception as err:  # noqa: BLE001 - the report names what XLA or the rule raised
+            text = " ".join(str(err).strip().splitlines()[:2])[:400]
+            raise Broken(step=k, detail=f"a donated step raised {type(err).__name__}: {text}") from None
+        params = _fresh(run.params)
 
 
 def _carry_mismatch(run: Run, g, s, k, updates_too: bool = True) -> Optional[Broken]:

@@ -26,6 +26,9 @@ deterministic            ``update`` twice on the same inputs gives identical res
 no_retrace               a jitted ``update`` is not traced again on the next step
                          (catches a state whose dtype or weak type drifts)
 jit_consistent           ``jax.jit(update)`` agrees with ``update`` (tight tolerance)
+donation                 ``jax.jit(update, donate_argnums=...)`` donating the params
+                         and init's state runs for two steps (no buffer in two
+                         places: XLA's "Attempt to donate the same buffer twice")
 lax_cond                 ``update`` runs as a branch of ``lax.cond`` whose other
                          branch keeps the state, and agrees with ``update``
 lax_scan                 ``update`` runs as the body of ``lax.scan`` over the steps
@@ -46,8 +49,9 @@ empty axis, a nested list / tuple / NamedTuple tree). Gradients are
 deterministic (`gradxform.testing.make_grads`): step 1 is all zeros and the first
 entry of every leaf with more than one entry is zero at every step (a coordinate
 that never receives gradient), the rest standard normal. The eager laws run on
-every example; the laws that compile run on the first ones only (``no_retrace``
-and ``jit_consistent`` on the float32 and bfloat16 trees, ``lax_cond`` and
+every example; the laws that compile run on the first ones only (``no_retrace``,
+``jit_consistent`` and ``donation`` on the float32 and bfloat16 trees, sharing one
+compiled update that donates the state and the params, ``lax_cond`` and
 ``lax_scan`` on the float32 tree: ``Law.compiles``), since a compilation costs far
 more than the eager steps. ``thorough=True`` adds float16, bf16 params with f32
 grads, a bare array and a larger tree, runs at least 6 steps (with a huge and a
@@ -198,6 +202,14 @@ LAWS: dict[str, Law] = {
             "do not depend on Python-side state or on concrete values; anything that "
             "changes from step to step belongs in the state",
             checks.jit_consistent,
+            compiles=2,
+        ),
+        Law(
+            "donation",
+            "a jitted step donating the params and the state straight after init runs",
+            "give every state leaf a buffer of its own: never the params themselves or one "
+            "array in two fields (`jnp.array(p, copy=True)`, one `jnp.zeros` call per field)",
+            checks.donation,
             compiles=2,
         ),
         Law(

@@ -134,7 +134,9 @@ def early_stopping(patience: int, min_delta: float = 0.0, *, mode: str = "min") 
     def init_fn(params: Params) -> EarlyStoppingState:
         return EarlyStoppingState(
             best_metric=jnp.asarray(start, jnp.float32),
-            best_params=jax.tree_util.tree_map(jnp.asarray, params),
+            # A copy, not the params' own buffers: a jitted step donating both the params
+            # and this state would otherwise donate one buffer twice.
+            best_params=jax.tree_util.tree_map(lambda p: jnp.array(p, copy=True), params),
             best_step=jnp.zeros((), jnp.int32),
             patience_count=jnp.zeros((), jnp.int32),
             should_stop=jnp.zeros((), jnp.bool_),

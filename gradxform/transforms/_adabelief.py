@@ -25,7 +25,9 @@ def _belief_rule(g, mu, nu, s: _tree.MomentScalars, *, nesterov):
     mu_new = _tree.update_moment(x, mu, s.b1)
     nu_new = _tree.update_moment(_tree.abs_sq(x - mu_new), nu, s.b2) + s.eps_root
     m_hat = _tree.debiased_first_moment(mu_new, x, s, nesterov)
-    u = m_hat / (jnp.sqrt(nu_new / s.bc2) + s.eps)
+    # eps = eps_root = 0 and s = 0: 0/0 (all-zero gradients) is 0; m / 0 with m != 0 (a constant
+    # gradient with b1 = 0: no surprise at all) stays inf, as the formula says.
+    u = jnp.where(m_hat == 0, 0, m_hat / (jnp.sqrt(nu_new / s.bc2) + s.eps))
     return u.astype(g.dtype), mu_new.astype(mu.dtype), nu_new.astype(nu.dtype)
 
 

@@ -24,7 +24,8 @@ def _adadelta_rule(g, e_g, e_x, scalars):
     x = g.astype(eps.dtype)
     e_g_new = _tree.update_moment(_tree.abs_sq(x), e_g, rho)
     e_x_old = e_x.astype(eps.dtype)
-    u = (jnp.sqrt(e_x_old + eps) / jnp.sqrt(e_g_new + eps)) * x
+    # eps = 0 and all-zero gradients: 0/0 * 0 is defined as 0 (a zero gradient, or no past step, moves nothing).
+    u = jnp.where((x == 0) | (e_x_old + eps == 0), 0, (jnp.sqrt(e_x_old + eps) / jnp.sqrt(e_g_new + eps)) * x)
     e_x_new = _tree.update_moment(_tree.abs_sq(u), e_x_old, rho)
     return u.astype(g.dtype), e_g_new.astype(e_g.dtype), e_x_new.astype(e_x.dtype)
 

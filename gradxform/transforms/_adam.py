@@ -32,7 +32,9 @@ def _adam_rule(g, mu, nu, s: _tree.MomentScalars, *, nesterov):
     v = _tree.update_moment(_tree.abs_sq(x), nu, s.b2)
     m_hat = _tree.debiased_first_moment(m, x, s, nesterov)
     v_hat = v / s.bc2
-    u = m_hat / (jnp.sqrt(v_hat + s.eps_root) + s.eps)
+    # eps = eps_root = 0 allows v = 0, which forces m = 0 (m^2 <= v / (1 - b2) in exact arithmetic):
+    # 0/0 is defined as 0, its limit; a nonzero m over v = 0 (g^2 underflowed) stays inf.
+    u = jnp.where(m_hat == 0, 0, m_hat / (jnp.sqrt(v_hat + s.eps_root) + s.eps))
     return u.astype(g.dtype), m.astype(mu.dtype), v.astype(nu.dtype)
 
 
@@ -103,7 +105,7 @@ def scale_by_adam(
         _checks.check_update(fn, state, ScaleByAdamState, updates, "mu")
         count = _tree.safe_increment(state.count)
         updates, mu, nu = _tree.apply_rule(
-            _adam_rule, updates, state.mu, state.nu, nesterov=nesterov,
+            _adam_rule, updates, state.mu, state.nu, nesterov=nesterov, squared=(False, True),
             scalars=lambda dtype: _tree.moment_scalars(b1, b2, eps, eps_root, count, dtype, nesterov),
         )
         return updates, ScaleByAdamState(count=count, mu=mu, nu=nu)

@@ -57,7 +57,7 @@ def _adamax_rule(g, mu, nu, s: _AdamaxScalars):
     nu_new = jnp.maximum(s.b2.rate * nu.astype(x.dtype), jnp.abs(x) + s.eps)
     # The update reads the unrounded nu: eps = 1e-8 underflows to 0 in float16, and the
     # stored value would then give 0 / 0 where the gradient has always been 0.
-    u = mu_new / s.bc1 / nu_new
+    u = jnp.where(mu_new == 0, 0, mu_new / s.bc1 / nu_new)  # eps = 0, g = 0: 0, not 0/0
     return u.astype(g.dtype), mu_new.astype(mu.dtype), nu_new.astype(nu.dtype)
 
 
@@ -194,7 +194,7 @@ def _amsgrad_rule(g, mu, nu, nu_max, s: _tree.MomentScalars, *, debias_mu, debia
     mu_hat = mu_new / s.bc1 if debias_mu else mu_new
     nu_eff = nu_new / s.bc2 if debias_nu else nu_new
     nu_max_new = jnp.maximum(nu_max.astype(x.dtype), nu_eff)
-    u = mu_hat / (jnp.sqrt(nu_max_new + s.eps_root) + s.eps)
+    u = jnp.where(mu_hat == 0, 0, mu_hat / (jnp.sqrt(nu_max_new + s.eps_root) + s.eps))  # eps = 0, g = 0: 0
     return u.astype(g.dtype), mu_new.astype(mu.dtype), nu_new.astype(nu.dtype), nu_max_new.astype(nu_max.dtype)
 
 

@@ -42,7 +42,7 @@ def _adan_rule(g, m, v, n, g_prev, s: _AdanScalars):
     v_new = _tree.update_moment(diff, v, s.b2)
     n_new = _tree.update_moment(_tree.abs_sq(x + s.b2.rate * diff), n, s.b3)
     direction = m_new / s.bc1 + s.b2.rate * (v_new / s.bc2)
-    u = direction / (jnp.sqrt(n_new / s.bc3 + s.eps_root) + s.eps)
+    u = jnp.where(direction == 0, 0, direction / (jnp.sqrt(n_new / s.bc3 + s.eps_root) + s.eps))  # never 0/0
     return (
         u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype), n_new.astype(n.dtype),
         x.astype(g_prev.dtype),

@@ -39,7 +39,7 @@ def _dog_rule(g, r, gsq, p, p0, s: _DogScalars):
     r_new = jnp.maximum(r, _distance(p, p0).astype(r.dtype))
     gsq_new = gsq + jnp.sum(_tree.abs_sq(x)).astype(gsq.dtype)
     eta = s.global_scale * r_new.astype(x.dtype) / jnp.sqrt(gsq_new[0].astype(x.dtype) + s.eps)
-    return (eta * x).astype(g.dtype), r_new, gsq_new
+    return jnp.where(x == 0, 0, eta * x).astype(g.dtype), r_new, gsq_new  # eps = 0, g = 0: 0, not inf * 0
 
 
 @_hyper.declare(
@@ -103,7 +103,11 @@ def scale_by_distance_over_gradients(
             max_dist=jax.tree_util.tree_map(r0, params),
             grad_sum_of_squares=jax.tree_util.tree_map(lambda x: jnp.zeros((1,), _acc_dtype(x.dtype)), params),
             init_params=jax.tree_util.tree_map(
-                lambda x: jnp.asarray(x).astype(param_dtype if param_dtype is not None else x.dtype), params
+                # own buffers (astype to the same dtype returns x itself): a jitted step may donate both
+                lambda x: jnp.array(
+                    jnp.asarray(x).astype(param_dtype if param_dtype is not None else x.dtype), copy=True
+                ),
+                params,
             ),
         )
 

@@ -67,7 +67,7 @@ def _factored_rule(g, v_row, v_col, v, s: _FactoredScalars, *, factored, min_dim
     dims = _factored_dims(g.shape, factored, min_dim_size_to_factor)
     if dims is None:
         v = _ema(x2, v, s.beta).astype(v.dtype)
-        u = x * jax.lax.rsqrt(v.astype(x.dtype))
+        u = jnp.where(x == 0, 0, x * jax.lax.rsqrt(v.astype(x.dtype)))  # eps = 0, g = 0: 0, not 0 * inf
         return u.astype(g.dtype), v_row, v_col, v
     d1, d0 = dims
     v_row = _ema(_mean(x2, d0), v_row, s.beta).astype(v_row.dtype)
@@ -76,7 +76,7 @@ def _factored_rule(g, v_row, v_col, v, s: _FactoredScalars, *, factored, min_dim
     r_mean = _mean(r, d1 - 1 if d1 > d0 else d1, keepdims=True)
     row_factor = (r / r_mean) ** -0.5
     col_factor = c**-0.5
-    u = x * jnp.expand_dims(row_factor, d0) * jnp.expand_dims(col_factor, d1)
+    u = jnp.where(x == 0, 0, x * jnp.expand_dims(row_factor, d0) * jnp.expand_dims(col_factor, d1))  # never 0 * inf
     return u.astype(g.dtype), v_row, v_col, v
 
 

@@ -326,7 +326,8 @@ def _novograd_rule(g, mu, nu, p, s: _NovogradScalars, *, use_params):
     x = g.astype(s.eps.dtype)
     n2 = jnp.linalg.norm(x) ** 2
     v = jnp.where(s.first, n2, _tree.update_moment(n2, nu, s.b2)).astype(nu.dtype)
-    step = x / (jnp.sqrt(v.astype(x.dtype) + s.eps_root) + s.eps)
+    # eps = eps_root = 0 and an all-zero layer: v = 0 and x = 0, and 0/0 is 0 (never NaN).
+    step = jnp.where(x == 0, 0, x / (jnp.sqrt(v.astype(x.dtype) + s.eps_root) + s.eps))
     if use_params:
         step = step + s.weight_decay * p.astype(x.dtype)
     m = jnp.where(s.first, step, s.b1 * mu.astype(x.dtype) + step)

@@ -73,7 +73,8 @@ def trace(decay, nesterov: bool = False, accumulator_dtype: Optional[Any] = None
         del params, extra_args
         _checks.check_update("trace", state, TraceState, updates, "trace")
         updates, new_trace = _tree.apply_rule(
-            _trace_rule, updates, state.trace, nesterov=nesterov, scalars=lambda dtype: _tree.hp(decay, dtype)
+            _trace_rule, updates, state.trace, nesterov=nesterov, squared=(False,),
+            scalars=lambda dtype: _tree.hp(decay, dtype),
         )
         return updates, TraceState(trace=new_trace)
 
@@ -132,7 +133,7 @@ def ema(decay, debias: bool = True, accumulator_dtype: Optional[Any] = None) -> 
         def scalars(dtype):
             return _tree.decay(decay, dtype), _tree.bias_correction(decay, count, dtype) if debias else None
 
-        updates, new_ema = _tree.apply_rule(_ema_rule, updates, state.ema, scalars=scalars)
+        updates, new_ema = _tree.apply_rule(_ema_rule, updates, state.ema, scalars=scalars, squared=(False,))
         return updates, EmaState(count=count, ema=new_ema)
 
     return GradientTransformation(init_fn, update_fn)

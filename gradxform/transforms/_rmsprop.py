@@ -59,7 +59,7 @@ def _debiased(x, s: _RmsScalars):
 def _rms_rule(g, nu, s: _RmsScalars, *, eps_in_sqrt):
     x = g.astype(s.eps.dtype)
     nu_new = _tree.update_moment(_tree.abs_sq(x), nu, s.rho)
-    u = x * _tree.inverse_root(_debiased(nu_new, s), s.eps, eps_in_sqrt)
+    u = _tree.inverse_root(_debiased(nu_new, s), s.eps, eps_in_sqrt, x)  # 0 where g = 0 (eps = 0: never 0/0)
     return u.astype(g.dtype), nu_new.astype(nu.dtype)
 
 
@@ -71,7 +71,7 @@ def _stddev_rule(g, mu, nu, s: _RmsScalars, *, eps_in_sqrt):
     # Non-negative in exact arithmetic; rounding can make it slightly negative (decay=0,
     # where nu = g^2 and mu^2 = g^2), and the root of that would be NaN.
     variance = jnp.maximum(_debiased(nu_new, s) - _tree.abs_sq(_debiased(mu_new, s)), 0)
-    u = x * _tree.inverse_root(variance, s.eps, eps_in_sqrt)
+    u = _tree.inverse_root(variance, s.eps, eps_in_sqrt, x)  # 0 where g = 0 (eps = 0: never 0/0)
     return u.astype(g.dtype), mu_new.astype(mu.dtype), nu_new.astype(nu.dtype)
 
 

@@ -37,6 +37,12 @@ def _rprop_rule(g, step, prev, s: _RpropScalars):
     return u.astype(g.dtype), new_step.astype(step.dtype), u.astype(prev.dtype)
 
 
+# Rprop adapts each step size from the agreement of successive gradients' signs
+# (Riedmiller & Braun, 1993; Igel & Husken, 2000), defined for real coordinates only.
+# A complex step size (what `full_like` of complex params would store) is compared
+# with `>` on a complex product, which is meaningless: the run stopped moving.
+_NO_COMPLEX_SIGN = "Rprop adapts step sizes from gradient signs, which complex numbers do not have"
+
 _RPROP = dict(
     # The initial step size, not a factor of the update: positive (a negative one would
     # step uphill and a zero one never move), finite in float32.
@@ -83,6 +89,8 @@ def scale_by_rprop(
         ``scale_by_rprop`` returns the previous step's update instead (a known bug).
 
     Raises:
+        TypeError: complex params or updates (a sign-based rule: optimize the real
+            and imaginary parts separately with `split_real_and_imaginary`).
         ValueError: a ``learning_rate`` that is not positive (it is the initial
             step size, not a factor of the update: to ascend, drop `rprop`'s
             final ``scale(-1)``), ``eta_minus`` outside (0, 1], ``eta_plus`` below
@@ -91,6 +99,7 @@ def scale_by_rprop(
     fn = "scale_by_rprop"
 
     def init_fn(params):
+        _checks.check_real_leaves(params, fn=f"{fn}.init", why=_NO_COMPLEX_SIGN)
         return ScaleByRpropState(
             step_sizes=_tree.full_like(params, learning_rate), prev_updates=_tree.zeros_like(params)
         )
@@ -101,6 +110,7 @@ def scale_by_rprop(
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
         _checks.check_update(fn, state, ScaleByRpropState, updates, "step_sizes")
+        _checks.check_real_leaves(updates, fn=f"{fn}.update", why=_NO_COMPLEX_SIGN, tree_name="updates")
         updates, steps, prev = _tree.apply_rule(
             _rprop_rule, updates, state.step_sizes, state.prev_updates, scalars=scalars
         )

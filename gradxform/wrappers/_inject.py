@@ -155,7 +155,24 @@ def inject_hyperparams(
 
         return GradientTransformation(init_fn, update_fn)
 
+    _takes_schedules_for_numbers(wrapped, static_args)
     return wrapped
+
+
+def _takes_schedules_for_numbers(wrapped: Any, static_args: set) -> None:
+    """The wrapper takes a schedule for every declared number argument it injects.
+
+    ``functools.wraps`` copied the inner factory's declaration (`gradxform._hyper.declare`)
+    onto the wrapper, whose own rule differs: a callable given for a number is a
+    schedule, evaluated at each step, so the invalid cases derived from it must not
+    list "a schedule where none is taken" for them.
+    """
+    hyperparameters = getattr(wrapped, "hyperparameters", None)
+    if hyperparameters is None:
+        return
+    wrapped.takes_schedules = frozenset(getattr(wrapped, "takes_schedules", ())) | {
+        name for name, h in hyperparameters.items() if h.kind in ("float", "int") and name not in static_args
+    }
 
 
 def set_hyperparams(state: Any, **values: Any) -> Any:
@@ -367,4 +384,5 @@ def inject_stateful_hyperparams(
 
         return GradientTransformation(init_fn, update_fn)
 
+    _takes_schedules_for_numbers(wrapped, static_args)
     return wrapped

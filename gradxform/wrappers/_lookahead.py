@@ -26,8 +26,13 @@ class LookaheadParams(NamedTuple):
 
     @classmethod
     def init_synced(cls, params: Any) -> "LookaheadParams":
-        """Fast and slow params both equal to `params`."""
-        return cls(fast=params, slow=params)
+        """Fast and slow params both equal to `params` (`slow` is a copy, `fast` is `params`).
+
+        The copy gives each its own buffers, so that a jitted step may donate the
+        `LookaheadParams` (``donate_argnums``); with one buffer in both, XLA rejects
+        the call ("Attempt to donate the same buffer twice").
+        """
+        return cls(fast=params, slow=jax.tree_util.tree_map(lambda p: jnp.array(p, copy=True), params))
 
 
 @_hyper.declare(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradxform.testing.reference._common import Reference, _denominator, _full_like, _map, _rule, chain
+from gradxform.testing.reference._common import Reference, _denominator, _full_like, _map, _ratio, _rule, chain
 from gradxform.testing.reference._scale import add_decayed_weights, scale_by_learning_rate
 
 
@@ -55,7 +55,7 @@ def scale_by_adam(
         mu = _map(lambda x, m: b1 * m + (1 - b1) * x, g, state["mu"])
         nu = _map(lambda x, n: b2 * n + (1 - b2) * x * x, g, state["nu"])
         mu_hat = _first_moment_hat(mu, g, b1, count, nesterov)
-        out = _map(lambda m, n: m / _denominator(n / (1 - b2**count) + eps_root, eps, eps_in_sqrt), mu_hat, nu)
+        out = _map(lambda m, n: _ratio(m, _denominator(n / (1 - b2**count) + eps_root, eps, eps_in_sqrt)), mu_hat, nu)
         return out, {"count": count, "mu": _stored(mu, mu_dtype), "nu": nu}
 
     return _rule(lambda p: {"count": 0, "mu": _full_like(p, 0.0), "nu": _full_like(p, 0.0)}, update)
@@ -143,7 +143,7 @@ def scale_by_belief(
         mu = _map(lambda x, m: b1 * m + (1 - b1) * x, g, state["mu"])
         nu = _map(lambda x, m, s: b2 * s + (1 - b2) * (x - m) ** 2 + eps_root, g, mu, state["nu"])
         mu_hat = _first_moment_hat(mu, g, b1, count, nesterov)
-        out = _map(lambda m, s: m / (np.sqrt(s / (1 - b2**count)) + eps), mu_hat, nu)
+        out = _map(lambda m, s: _ratio(m, np.sqrt(s / (1 - b2**count)) + eps), mu_hat, nu)
         return out, {"count": count, "mu": mu, "nu": nu}
 
     return _rule(lambda p: {"count": 0, "mu": _full_like(p, 0.0), "nu": _full_like(p, 0.0)}, update)

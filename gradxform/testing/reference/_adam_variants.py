@@ -13,6 +13,7 @@ import numpy as np
 from gradxform.testing.reference._adam import _stored, scale_by_adam
 from gradxform.testing.reference._common import (
     Reference,
+    _ratio,
     _full_like,
     _map,
     _rule,
@@ -62,7 +63,7 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Re
         t = state["count"] + 1
         mu = _map(lambda x, m: b1 * m + (1 - b1) * x, g, state["mu"])
         nu = _map(lambda x, u: np.maximum(b2 * u, np.abs(x) + eps), g, state["nu"])
-        out = _map(lambda m, u: m / (1 - b1**t) / u, mu, nu)
+        out = _map(lambda m, u: _ratio(m / (1 - b1**t), u), mu, nu)
         return out, {"count": t, "mu": mu, "nu": nu}
 
     return _rule(lambda p: _zeros_state(p, "mu", "nu"), update)
@@ -126,7 +127,7 @@ def scale_by_amsgrad(
         else:
             nu_max = _map(lambda old, v: np.maximum(old, v / c2), state["nu_max"], nu)
             denom = _map(lambda v: np.sqrt(v + eps_root) + eps, nu_max)
-        out = _map(lambda m, d: (m / c1) / d, mu, denom)
+        out = _map(lambda m, d: _ratio(m / c1, d), mu, denom)
         return out, {"count": t, "mu": _stored(mu, mu_dtype), "nu": nu, "nu_max": nu_max}
 
     return _rule(lambda p: _zeros_state(p, "mu", "nu", "nu_max"), update)
@@ -166,7 +167,7 @@ def _scale_by_nadam(mu: float, nu: float, eps: float, eps_root: float) -> Refere
 
         def step(x, m_t, n_t):
             g_hat, m_hat, n_hat = x / (1 - mu**t), m_t / (1 - mu ** (t + 1)), n_t / (1 - nu**t)
-            return ((1 - mu) * g_hat + mu * m_hat) / (np.sqrt(n_hat + eps_root) + eps)
+            return _ratio((1 - mu) * g_hat + mu * m_hat, np.sqrt(n_hat + eps_root) + eps)
 
         return _map(step, g, m, n), {"count": t, "mu": m, "nu": n}
 
@@ -227,7 +228,7 @@ def scale_by_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_ro
         rho = rho_inf - 2 * t * b2**t / (1 - b2**t)
         if rho >= threshold:
             r = math.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
-            out = _map(lambda m, v: r * m / (np.sqrt(v / (1 - b2**t) + eps_root) + eps), m_hat, nu)
+            out = _map(lambda m, v: _ratio(r * m, np.sqrt(v / (1 - b2**t) + eps_root) + eps), m_hat, nu)
         else:
             out = m_hat
         return out, {"count": t, "mu": mu, "nu": nu}
@@ -310,7 +311,7 @@ def scale_by_adan(b1: float = 0.98, b2: float = 0.92, b3: float = 0.99, eps: flo
 
         def step(m_k, v_k, n_k):
             direction = m_k / (1 - b1**t) + b2 * v_k / (1 - b2**t)
-            return direction / (np.sqrt(n_k / (1 - b3**t) + eps_root) + eps)
+            return _ratio(direction, np.sqrt(n_k / (1 - b3**t) + eps_root) + eps)
 
         return _map(step, m, v, n), {"count": t, "m": m, "v": v, "n": n, "g": g}
 

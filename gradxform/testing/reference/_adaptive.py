@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradxform.testing.reference._common import Reference, _denominator, _full_like, _map, _rule, chain, identity
+from gradxform.testing.reference._common import Reference, _denominator, _full_like, _map, _ratio, _rule, chain, identity
 from gradxform.testing.reference._momentum import trace
 from gradxform.testing.reference._scale import add_decayed_weights, scale, scale_by_learning_rate
 
@@ -33,7 +33,7 @@ def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7, *, e
             with np.errstate(divide="ignore"):
                 out = _map(lambda x, r: np.where(r > 0, 1.0 / np.sqrt(r + eps), 0.0) * x, g, acc)
         else:
-            out = _map(lambda x, r: x / (eps + np.sqrt(r)), g, acc)
+            out = _map(lambda x, r: _ratio(x, eps + np.sqrt(r)), g, acc)
         return out, {"sum_of_squares": acc}
 
     return _rule(lambda p: {"sum_of_squares": _full_like(p, initial_accumulator_value)}, update)
@@ -79,7 +79,7 @@ def scale_by_rms(
         count = state["count"] + 1
         nu = _map(lambda x, n: decay * n + (1 - decay) * x * x, g, state["nu"])
         nu_hat = _map(lambda n: n / (1 - decay**count), nu) if bias_correction else nu
-        out = _map(lambda x, n: x / _denominator(n, eps, eps_in_sqrt), g, nu_hat)
+        out = _map(lambda x, n: _ratio(x, _denominator(n, eps, eps_in_sqrt)), g, nu_hat)
         return out, {"count": count, "nu": nu}
 
     return _rule(lambda p: {"count": 0, "nu": _full_like(p, initial_scale)}, update)
@@ -108,7 +108,7 @@ def scale_by_stddev(
         mu = _map(lambda x, m: decay * m + (1 - decay) * x, g, state["mu"])
         nu = _map(lambda x, n: decay * n + (1 - decay) * x * x, g, state["nu"])
         corr = (1 - decay**count) if bias_correction else 1.0
-        out = _map(lambda x, m, n: x / _denominator(n / corr - (m / corr) ** 2, eps, eps_in_sqrt), g, mu, nu)
+        out = _map(lambda x, m, n: _ratio(x, _denominator(n / corr - (m / corr) ** 2, eps, eps_in_sqrt)), g, mu, nu)
         return out, {"count": count, "mu": mu, "nu": nu}
 
     return _rule(lambda p: {"count": 0, "mu": _full_like(p, 0.0), "nu": _full_like(p, initial_scale)}, update)
@@ -158,7 +158,7 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> Reference:
 
     def update(g, state, params):
         e_g = _map(lambda x, e: rho * e + (1 - rho) * x * x, g, state["e_g"])
-        out = _map(lambda x, eg, ex: np.sqrt(ex + eps) / np.sqrt(eg + eps) * x, g, e_g, state["e_x"])
+        out = _map(lambda x, eg, ex: _ratio(np.sqrt(ex + eps) * x, np.sqrt(eg + eps)), g, e_g, state["e_x"])
         e_x = _map(lambda u, e: rho * e + (1 - rho) * u * u, out, state["e_x"])
         return out, {"e_g": e_g, "e_x": e_x}
 

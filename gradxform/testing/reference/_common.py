@@ -85,6 +85,13 @@ def _denominator(second: np.ndarray, eps: float, eps_in_sqrt: bool) -> np.ndarra
     return np.sqrt(second + eps) if eps_in_sqrt else np.sqrt(second) + eps
 
 
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` with 0 where ``num`` is 0 (the 0/0 of all-zero gradients at eps = 0 is 0)."""
+    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(num == 0, 0.0, num / den)
+
+
 # ----------------------------------------------------------------------------- building rules
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from gradxform.testing.reference._common import (
     Reference,
+    _ratio,
     _at,
     _full_like,
     _map,
@@ -110,7 +111,7 @@ def scale_by_ademamix(b1: float = 0.9, b2: float = 0.999, b3=0.9999, alpha=6.0, 
         m2 = _map(lambda x, m: b3_t * m + (1 - b3_t) * x, g, state["m2"])
         nu = _map(lambda x, v: b2 * v + (1 - b2) * x * x, g, state["nu"])
         u = _map(
-            lambda a, b, v: (a / (1 - b1**t) + alpha_t * b) / (np.sqrt(v / (1 - b2**t) + eps_root) + eps),
+            lambda a, b, v: _ratio(a / (1 - b1**t) + alpha_t * b, np.sqrt(v / (1 - b2**t) + eps_root) + eps),
             m1, m2, nu,
         )
         return u, {"count": t, "m1": m1, "m2": m2, "nu": nu}
@@ -148,7 +149,7 @@ def scale_by_simplified_ademamix(b1: float = 0.99, b2: float = 0.95, alpha=0.0, 
         alpha_t = _at(alpha, t - 1)
         m = _map(lambda x, mm: b1 * mm + x, g, state["m"])
         n = _map(lambda x, v: b2 * v + (1 - b2) * x * x, g, state["n"])
-        u = _map(lambda x, mm, v: (mm + alpha_t * x) / (np.sqrt(v / (1 - b2**t) + eps_root) + eps), g, m, n)
+        u = _map(lambda x, mm, v: _ratio(mm + alpha_t * x, np.sqrt(v / (1 - b2**t) + eps_root) + eps), g, m, n)
         return u, {"t": t, "m": m, "n": n}
 
     return _rule(lambda p: {"t": 0, "m": _zeros(p), "n": _zeros(p)}, update)

@@ -23,6 +23,7 @@ import numpy as np
 
 from gradxform.testing.reference._common import (
     Reference,
+    _ratio,
     _at,
     _cast_like,
     _full_like,
@@ -73,14 +74,14 @@ def dadapt_adamw(learning_rate=1.0, betas=(0.9, 0.999), eps: float = 1e-8, estim
         g, x = _to64(grads), _to64(params)
         k, d = state["count"], state["d"]
         c = _bias_corrected_rate(learning_rate, betas, k) * d
-        inner = _vdot(g, _map(lambda s, v: s / (np.sqrt(v) + eps), state["s"], state["v"]))
+        inner = _vdot(g, _map(lambda s, v: _ratio(s, np.sqrt(v) + eps), state["s"], state["v"]))
         r = sb2 * state["r"] + (1 - sb2) * c * inner
         m = _map(lambda m, gi: b1 * m + (1 - b1) * c * gi, state["m"], g)
         v = _map(lambda v, gi: b2 * v + (1 - b2) * gi * gi, state["v"], g)
         s = _map(lambda s, gi: sb2 * s + (1 - sb2) * c * gi, state["s"], g)
         l1 = _l1(s)
         d_new = max(d, r / ((1 - sb2) * l1)) if l1 > 0 else d
-        u = _map(lambda mi, vi, xi: -weight_decay * c * xi - mi / (np.sqrt(vi) + eps), m, v, x)
+        u = _map(lambda mi, vi, xi: -weight_decay * c * xi - _ratio(mi, np.sqrt(vi) + eps), m, v, x)
         return _cast_like(u, grads), {"m": m, "v": v, "s": s, "d": d_new, "r": r, "count": k + 1}
 
     return Reference(init, update)
@@ -122,7 +123,7 @@ def prodigy(learning_rate=1.0, betas=(0.9, 0.999), beta3=None, eps: float = 1e-8
         s = _map(lambda s, gi: b3 * s + weight * gi, state["s"], g)
         l1 = _l1(s)
         d_new = max(d, estim_lr_coef * r / l1) if l1 > 0 else d
-        u = _map(lambda mi, vi, xi: -weight_decay * gamma * d * xi - gamma * d * mi / (np.sqrt(vi) + d * eps), m, v, x)
+        u = _map(lambda mi, vi, xi: -weight_decay * gamma * d * xi - _ratio(gamma * d * mi, np.sqrt(vi) + d * eps), m, v, x)
         new = {"m": m, "v": v, "s": s, "x0": state["x0"], "d": d_new, "r": r, "count": k + 1}
         return _cast_like(u, grads), new
 

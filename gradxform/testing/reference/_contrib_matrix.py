@@ -14,7 +14,7 @@ from jax import tree_util as jtu
 
 from gradxform.testing.reference._adam import adamw as _adamw
 from gradxform.testing.reference._adam import scale_by_adam as _scale_by_adam
-from gradxform.testing.reference._common import Reference, _at, _cast_like, _f64, _to64, chain
+from gradxform.testing.reference._common import Reference, _at, _cast_like, _f64, _ratio, _to64, chain
 from gradxform.testing.reference._scale import add_decayed_weights, scale_by_learning_rate
 
 __all__ = ["galore", "muon", "scale_by_galore", "scale_by_muon"]
@@ -73,13 +73,13 @@ def _orthogonalize(m: np.ndarray, coeffs: np.ndarray, steps: int, preconditionin
         if tall:
             x = x.T
         if preconditioning == "frobenius":
-            x = x / (np.linalg.norm(x) + eps)
+            x = _ratio(x, np.linalg.norm(x) + eps)
         elif preconditioning == "spectral":
-            x = x / (np.linalg.norm(x, 2) + eps)
+            x = _ratio(x, np.linalg.norm(x, 2) + eps)
         elif steps > 0 and preconditioning == "schatten":  # Grishina et al. (2025): the Schatten-4 norm
-            x = x / np.sqrt(np.linalg.norm(x @ x.T))
+            x = _ratio(x, np.sqrt(np.linalg.norm(x @ x.T)))
         elif steps > 0:  # "aol", Boissin et al. (2025): rows scaled by (sum_j |X X^T|_ij)^(-1/2)
-            x = x / np.sqrt(np.abs(x @ x.T).sum(axis=1))[:, None]
+            x = _ratio(x, np.sqrt(np.abs(x @ x.T).sum(axis=1))[:, None])
         for k in range(steps):
             a, b, c = coeffs if coeffs.ndim == 1 else coeffs[k]
             g = x @ x.T

@@ -10,6 +10,7 @@ import numpy as np
 
 from gradxform.testing.reference._common import (
     Reference,
+    _ratio,
     _at,
     _cast_like,
     _f64,
@@ -102,7 +103,7 @@ def _momo(learning_rate, betas, eps, lower_bound, weight_decay, adapt_lower_boun
             v = _map(lambda s, gi: b2 * s + (1 - b2) * gi * gi, state["v"], g)
             rho = 1 - b1 ** (k + 1)
             D = _map(lambda s: np.sqrt(s / (1 - b2 ** (k + 1))) + eps, v)
-            direction = _map(lambda m, dd: m / dd, d, D)
+            direction = _map(lambda m, dd: _ratio(m, dd), d, D)
         else:
             rho = 1.0
             direction = d
@@ -165,7 +166,7 @@ def sophia(learning_rate, b1: float = 0.965, b2: float = 0.99, eps: float = 1e-8
             mask = _map(lambda _: True, x)
 
         def step(mi, hi, xi, on):
-            r = mi / np.maximum(gamma * hi, eps)
+            r = _ratio(mi, np.maximum(gamma * hi, eps))
             if clip_threshold is not None:
                 r = np.clip(r, -clip_threshold, clip_threshold)
             return -eta * (r + (weight_decay * xi if on else 0.0))

@@ -16,6 +16,7 @@ import numpy as np
 from gradxform.testing.reference._common import (
     Reference,
     _full_like,
+    _ratio,
     _map,
     _rule,
     _to64,
@@ -179,7 +180,7 @@ def schedule_free_adamw(learning_rate: float = 0.0025, warmup_steps=None, b1: fl
     def step(g, state, y, t):
         v = _map(lambda vi, gi: b2 * vi + (1 - b2) * gi * gi, state["v"], g)
         bc = 1 - b2**t
-        delta = _map(lambda gi, vi, yi: -gamma(t) * (gi / (np.sqrt(vi / bc) + eps) + weight_decay * yi), g, v, y)
+        delta = _map(lambda gi, vi, yi: -gamma(t) * (_ratio(gi, np.sqrt(vi / bc) + eps) + weight_decay * yi), g, v, y)
         return delta, {"v": v}
 
     return schedule_free(_direct(step, lambda p: {"v": _full_like(p, 0.0)}), gamma, b1, weight_lr_power,

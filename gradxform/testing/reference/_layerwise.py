@@ -17,6 +17,7 @@ from gradxform.testing.reference._common import (
     _full_like,
     _leaves,
     _map,
+    _ratio,
     _rule,
     chain,
 )
@@ -112,14 +113,14 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: float = 0.8, step_o
         axes = _factored_axes(g.shape, factored, min_dim_size_to_factor)
         if axes is None:
             v = beta * st.get("v", 0.0) + (1 - beta) * g2
-            return g / np.sqrt(v), {"v": v}
+            return _ratio(g, np.sqrt(v)), {"v": v}
         rows, cols = axes
         x2 = np.moveaxis(g2, (rows, cols), (-2, -1))  # (..., n, m)
         r = beta * st.get("r", 0.0) + (1 - beta) * np.sum(x2, axis=-1)  # (..., n)
         c = beta * st.get("c", 0.0) + (1 - beta) * np.sum(x2, axis=-2)  # (..., m)
         with np.errstate(invalid="ignore", divide="ignore"):
             v_hat = r[..., :, None] * c[..., None, :] / np.sum(r, axis=-1)[..., None, None]
-            u = np.moveaxis(g, (rows, cols), (-2, -1)) / np.sqrt(v_hat)
+            u = _ratio(np.moveaxis(g, (rows, cols), (-2, -1)), np.sqrt(v_hat))
         return np.moveaxis(u, (-2, -1), (rows, cols)), {"r": r, "c": c}
 
     def update(g, state, params):
@@ -329,7 +330,7 @@ def scale_by_novograd(b1: float = 0.9, b2: float = 0.25, eps: float = 1e-8, eps_
     def one(x, st, p, first):
         n2 = _norm(x) ** 2
         v = n2 if first else b2 * st["v"] + (1 - b2) * n2
-        step = x / (np.sqrt(v + eps_root) + eps) + (weight_decay * p if weight_decay else 0.0)
+        step = _ratio(x, np.sqrt(v + eps_root) + eps) + (weight_decay * p if weight_decay else 0.0)
         m = step if first else b1 * st["m"] + step
         return m, {"v": v, "m": m}
 

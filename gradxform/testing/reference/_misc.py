@@ -9,6 +9,7 @@ import numpy as np
 from gradxform.testing.reference._adam import scale_by_adam
 from gradxform.testing.reference._common import (
     Reference,
+    _ratio,
     _cast_like,
     _f64,
     _full_like,
@@ -167,7 +168,7 @@ def scale_by_distance_over_gradients(reps_rel: float = 1e-6, eps: float = 1e-8, 
     def update(g, state, params):
         r = _map(lambda r0, p, p0: max(r0, float(np.linalg.norm((p - p0).ravel()))), state["r"], params, state["p0"])
         G = _map(lambda acc, x: acc + float(np.sum(x * x)), state["G"], g)
-        out = _map(lambda x, rt, gt: global_scale * rt / np.sqrt(gt + eps) * x, g, r, G)
+        out = _map(lambda x, rt, gt: _ratio(global_scale * rt * x, np.sqrt(gt + eps)), g, r, G)
         return out, {"r": r, "G": G, "p0": state["p0"]}
 
     return _rule(lambda p: init(p), update)
