@@ -153,7 +153,7 @@ def differentially_private_aggregate(
 
     def init_fn(params):
         del params
-        return DifferentiallyPrivateAggregateState(rng_key=jax.random.key_data(typed_key))
+        return DifferentiallyPrivateAggregateState(rng_key=jnp.array(jax.random.key_data(typed_key), copy=True))
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
