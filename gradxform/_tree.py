@@ -185,6 +185,20 @@ def as_update(g: Any, olds: Sequence[Any] = (), squared: Optional[Sequence[bool]
     return g if g.dtype == dtype else g.astype(dtype)
 
 
+def as_updates(updates: Any, *states: Any, squared: Optional[Sequence[bool]] = None) -> Any:
+    """`as_update` over a tree: each gradient leaf given the leaves of `states` at its
+    position (trees of the structure of `updates`); None leaves stay None.
+
+    For rules that do not go through `apply_rule` (a global step size, a wrapper
+    around a base optimizer): their updates then follow the dtype policy too.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=is_none)
+    state_leaves = [treedef.flatten_up_to(s) for s in states]
+    return treedef.unflatten(
+        [None if g is None else as_update(g, [s[i] for s in state_leaves], squared) for i, g in enumerate(leaves)]
+    )
+
+
 def apply_rule(
     rule: Callable[..., Any],
     updates: Any,

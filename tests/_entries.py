@@ -9,6 +9,12 @@ checkpoint continuation) run on every factory's first entry in CI (but an alias
 variant and alias too with ``--runslow`` or ``GX_SLOW=1``, as the "dev" hypothesis profile
 does for the property tests: CI stays within its budget on 2 cores while every
 rule is still checked by every law on every run.
+
+The sweeps that repeat what the laws already check on another tree (the dtype
+policy's mixed-precision and jitted-step scans, the float32 accuracy law, the
+bfloat16 reference parity, checkpoint continuation and state round trips) run in
+CI on `CI_SAMPLE`, one entry per update path (`sampled`), and on every entry with
+``--runslow``.
 """
 
 from __future__ import annotations
@@ -51,4 +57,25 @@ def heavy(entries: Iterable) -> list:
     return [
         pytest.param(e, id=e.name, marks=[] if (e.name in first and not e.slow) else [pytest.mark.slow])
         for e in entries
+    ]
+
+
+# One entry per update path: the per-leaf rules through `_tree.apply_rule` (moments,
+# squares, signs, factored, layer-wise, second moments with eps inside and outside the
+# root), the stateless ones, the wrappers (masking, accumulation, finiteness checks,
+# partitions, flattening), contrib's own update code, the second-order rules.
+CI_SAMPLE = frozenset({
+    "scale", "clip_by_global_norm", "trace", "adagrad", "scale_by_rms", "scale_by_adam", "scale_by_belief",
+    "scale_by_adadelta", "scale_by_rprop", "lion", "add_decayed_weights", "scale_by_amsgrad",
+    "scale_by_factored_rms", "lamb", "scale_by_novograd", "scale_by_sm3", "scale_by_adahessian",
+    "apply_if_finite", "MultiSteps", "partition", "scale_by_ademamix", "scale_by_adopt", "schedule_free_adamw",
+    "scale_by_madgrad", "scale_by_lbfgs", "prodigy", "muon", "dpsgd", "scale_by_galore", "sophia",
+})
+
+
+def sampled(entries: Iterable) -> list:
+    """``heavy(entries)`` with only `CI_SAMPLE` left unmarked: the rest run with ``--runslow``."""
+    return [
+        p if p.id in CI_SAMPLE else pytest.param(*p.values, id=p.id, marks=[pytest.mark.slow])
+        for p in heavy(entries)
     ]

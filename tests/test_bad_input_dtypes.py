@@ -2,8 +2,8 @@
 params are refused with a TypeError naming the leaf, integer gradients for float params are
 cast, Python float params are float32 scalars, complex params in Rprop are refused.
 
-Cheap by construction: one tiny tree, one update per entry, on each factory's first entry
-in CI (`heavy`), every variant with --runslow.
+Cheap by construction (one tiny tree, one update per entry): CI runs the sweeps on
+`_entries.CI_SAMPLE`, one entry per update path; --runslow on every factory.
 """
 
 import jax
@@ -15,7 +15,7 @@ import gradxform as gx
 from gradxform import _checks, _tree
 from gradxform.testing.registry import REGISTRY
 
-from _entries import heavy
+from _entries import CI_SAMPLE, sampled as _sampled
 
 DETERMINISTIC = [e for e in REGISTRY if not e.random]
 
@@ -34,21 +34,6 @@ def _step(entry, params, grads):
 # Entries whose TypeError names another path than the params' (must stay exact).
 PATH_NOT_NAMED = {"flatten_adam": "wrappers/_flatten.py: its inner init sees one vector per dtype, params['int32']"}
 
-# The sweeps compile one step per entry: CI runs
-# them on one entry per family (every update path: apply_rule, wrappers, contrib, second
-# order), --runslow on every factory.
-CI_SAMPLE = {
-    "scale", "clip_by_global_norm", "trace", "adagrad", "scale_by_adam", "scale_by_rprop", "lion",
-    "scale_by_factored_rms", "lamb", "scale_by_sm3", "scale_by_lbfgs", "apply_if_finite", "MultiSteps",
-    "partition", "prodigy", "muon", "schedule_free_adamw", "dpsgd", "scale_by_galore", "sophia",
-}
-
-
-def _sampled(entries):
-    return [
-        p if p.id in CI_SAMPLE else pytest.param(*p.values, id=p.id, marks=[pytest.mark.slow])
-        for p in heavy(entries)
-    ]
 
 
 @pytest.mark.parametrize("entry", _sampled(REGISTRY))
@@ -71,15 +56,9 @@ INT_GRADS_NOT_YET = {
     'clip_by_block_rms': "transforms/_factored.py: block RMS of the int leaf, not via apply_rule's cast",
     'adaptive_grad_clip': 'transforms/_clipping.py: update not via _tree.apply_rule',
     'scale_by_newton': 'second_order: update not via _tree.apply_rule',
-    'scale_by_lbfgs': 'second_order/_lbfgs.py: update not via _tree.apply_rule',
-    'lbfgs_fixed_step': 'second_order/_lbfgs.py: update not via _tree.apply_rule',
     'flatten_adam': 'wrappers/_flatten.py: ravels the int leaf into an int vector (its init does not see params leaf dtypes)',
     'snapshot': 'wrapper: passes the updates through unchanged (int updates; apply_updates casts them)',
     'monitor': 'wrapper: passes the updates through unchanged (int updates; apply_updates casts them)',
-    'dadapt_adamw': 'contrib/_dadapt_adamw.py: update not via _tree.apply_rule',
-    'prodigy': 'contrib/_prodigy.py: update not via _tree.apply_rule',
-    'mechanize': 'contrib/_mechanic.py: update not via _tree.apply_rule',
-    'sophia': 'contrib/_sophia.py: update not via _tree.apply_rule',
     'differentially_private_aggregate': 'contrib/_privacy.py: per-example clipping of int leaves',
     'dpsgd': 'contrib/_privacy.py: per-example clipping of int leaves',
 }
@@ -127,16 +106,17 @@ PYTHON_FLOAT_NOT_YET = {
     'freeze': "the registry's mask function reads x.ndim (test fixture)",
     'snapshot': "the registry's snapshot function calls x.astype (test fixture)",
     'monitor': "the registry's monitor function calls x.astype (test fixture)",
-    'dadapt_adamw': 'contrib/_dadapt_adamw.py:186 reads x.dtype',
-    'prodigy': 'contrib/_prodigy.py:173 reads x.dtype',
     'mechanize': '_tree._sum_sq reads x.dtype (global_norm)',
     'scale_by_galore': 'contrib/_galore.py reads x.dtype',
     'momo': 'contrib/_momo.py reads x.dtype',
     'momo_adam': 'contrib/_momo.py reads x.dtype',
-    'sophia': 'contrib/_sophia.py reads x.dtype',
     'normalize': 'contrib/_sam.py: _tree._sum_sq reads x.dtype (global_norm)',
     'differentially_private_aggregate': 'contrib/_privacy.py reads x.dtype',
     'dpsgd': 'contrib/_privacy.py reads x.dtype',
+    'mechanize_adam': 'contrib/_mechanic.py: global_norm of the Python float params reads x.dtype',
+    'momo_adapt': 'contrib/_momo.py reads x.dtype',
+    'momo_weight_decay': 'contrib/_momo.py reads x.dtype',
+    'momo_adam_weight_decay': 'contrib/_momo.py reads x.dtype',
 }
 
 

@@ -16,7 +16,7 @@ import pytest
 
 import gradxform as gx
 from gradxform.testing.registry import REGISTRY
-from _entries import heavy
+from _entries import sampled
 
 loose = jax.numpy_dtype_promotion("standard")  # optax relies on implicit promotion
 
@@ -104,7 +104,7 @@ def _their_extra(entry, step, params, grads):
     return _extra(entry, step, params, grads) if entry.optax_extra_args else {}
 
 
-@pytest.mark.parametrize("entry", heavy([e for e in WITH_OPTAX if not e.random]))
+@pytest.mark.parametrize("entry", sampled([e for e in WITH_OPTAX if not e.random]))
 def test_optax_checkpoint_continues_as_in_optax(entry):
     """optax's state after WARMUP steps (a checkpoint) has our leaves and continues as optax does.
 

@@ -8,7 +8,7 @@ import pytest
 import gradxform as gx
 from gradxform.testing.registry import REGISTRY
 
-from _entries import heavy
+from _entries import sampled
 
 DETERMINISTIC = [e for e in REGISTRY if not e.random]
 
@@ -33,7 +33,7 @@ def _signature(tree):
     ]
 
 
-@pytest.mark.parametrize("entry", heavy(REGISTRY))
+@pytest.mark.parametrize("entry", sampled(REGISTRY))
 def test_update_runs_as_scan_body_with_bf16_params_and_f32_grads(entry):
     """State dtypes are fixed at init: lax.scan rejects a carry whose dtype drifts."""
     tx = entry.build()
@@ -53,7 +53,7 @@ def test_update_runs_as_scan_body_with_bf16_params_and_f32_grads(entry):
     assert _signature(s_out) == _signature(tx.init(params))
 
 
-@pytest.mark.parametrize("entry", REGISTRY, ids=str)
+@pytest.mark.parametrize("entry", sampled(REGISTRY))
 def test_updates_keep_incoming_dtype_and_state_keeps_init_dtype(entry, dtype=jnp.bfloat16):
     """Params and gradients of one dtype: the updates keep it (no state is wider than the
     params by default), the state keeps init's. float16 (whose squared accumulators are
@@ -96,40 +96,14 @@ MIXED_NOT_YET = {
     "monitor": "passes updates through (keeps the incoming dtype, as optax)",
     "differentially_private_aggregate": "random noise: not a moment (keeps the incoming dtype)",
     "scale_by_newton": "second_order/_newton.py: not via _tree.apply_rule",
-    "scale_by_lbfgs": "second_order/_lbfgs.py: not via _tree.apply_rule",
-    "dadapt_adamw": "contrib/_dadapt_adamw.py: not via _tree.apply_rule",
-    "prodigy": "contrib/_prodigy.py: not via _tree.apply_rule",
-    "mechanize": "contrib/_mechanic.py: not via _tree.apply_rule",
-    "dog": "contrib/_dog.py: not via _tree.apply_rule",
-    "dowg": "contrib/_dog.py: not via _tree.apply_rule",
     "scale_by_galore": "contrib/_galore.py: projected state, mixed dtypes",
     "muon": "contrib/_muon.py: the Newton-Schulz leaves keep the gradient's dtype",
-    "momo": "contrib/_momo.py: not via _tree.apply_rule",
-    "momo_adam": "contrib/_momo.py: not via _tree.apply_rule",
-    "lbfgs_fixed_step": "second_order/_lbfgs.py: not via _tree.apply_rule",
-    "sophia": "contrib/_sophia.py: not via _tree.apply_rule",
 }
 
 
-# CI runs the registry-wide mixed-precision check on one entry per update path (it compiles
-# one step per entry); --runslow on every factory.
-MIXED_CI_SAMPLE = {
-    "scale", "clip_by_global_norm", "trace", "adagrad", "scale_by_rms", "scale_by_adam", "scale_by_belief",
-    "scale_by_adadelta", "scale_by_rprop", "lion", "add_decayed_weights", "scale_by_amsgrad",
-    "scale_by_factored_rms", "lamb", "scale_by_novograd", "scale_by_sm3", "scale_by_adahessian",
-    "apply_if_finite", "MultiSteps", "partition", "scale_by_ademamix", "scale_by_adopt", "schedule_free_adamw",
-    "scale_by_madgrad", "scale_by_lbfgs", "prodigy",
-}
 
 
-def _mixed_sampled(entries):
-    return [
-        p if p.id in MIXED_CI_SAMPLE else pytest.param(*p.values, id=p.id, marks=[pytest.mark.slow])
-        for p in heavy(entries)
-    ]
-
-
-@pytest.mark.parametrize("entry", _mixed_sampled(DETERMINISTIC))
+@pytest.mark.parametrize("entry", sampled(DETERMINISTIC))
 def test_float32_master_params_with_bf16_gradients_get_float32_updates(entry):
     """Mixed precision: a stateful rule's updates come out in the wider of the gradients'
     dtype and its state's (optax's dtype where optax has the rule); stateless ones keep the
@@ -230,7 +204,7 @@ def test_float32_master_weights_with_bf16_grads_stay_close_to_the_float32_run(mo
     assert active < 0.8 * active_before, (active, active_before)
 
 
-@pytest.mark.parametrize("entry", DETERMINISTIC, ids=str)
+@pytest.mark.parametrize("entry", sampled(DETERMINISTIC))
 def test_no_retrace_on_the_second_step(entry):
     tx = entry.build()
     traces = []

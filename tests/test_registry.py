@@ -15,8 +15,7 @@ import pytest
 import gradxform as gx
 from gradxform.testing.registry import INVALID_CASES, REGISTRY
 
-from _entries import heavy
-from _entries import heavy
+from _entries import sampled
 
 loose = jax.numpy_dtype_promotion("standard")  # optax relies on implicit promotion
 
@@ -51,7 +50,7 @@ def test_reference_parity_float32(entry):
     )
 
 
-@pytest.mark.parametrize("entry", heavy(WITH_REFERENCE))
+@pytest.mark.parametrize("entry", sampled(WITH_REFERENCE))
 def test_reference_parity_bfloat16(entry):
     gx.testing.check_against_reference(
         entry.build(), entry.reference(), steps=4, dtype=jnp.bfloat16, extra_args_fn=entry.extra_args_fn

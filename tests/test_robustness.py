@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 import gradxform as gx
 from gradxform.testing import strategies as gst
 from gradxform.testing.registry import REGISTRY
-from _entries import heavy
+from _entries import sampled
 
 def _first_per_factory(entries):
     seen, out = set(), []
@@ -118,7 +118,7 @@ def _identical(a, b):
         assert jnp.asarray(x).dtype == jnp.asarray(y).dtype
 
 
-@pytest.mark.parametrize("entry", heavy([e for e in DETERMINISTIC if not e.slow]))
+@pytest.mark.parametrize("entry", sampled([e for e in DETERMINISTIC if not e.slow]))
 def test_state_round_trips_and_training_continues_bit_identically(entry):
     tx = entry.build()
     params = {"w": jnp.ones((3, 2), jnp.float32), "b": jnp.zeros((2,), jnp.float32)}

@@ -168,6 +168,7 @@ def dadapt_adamw(
         del extra_args
         _checks.check_update(fn, state, DAdaptAdamWState, updates, "exp_avg")
         _checks.require_params(params, fn)
+        updates = _tree.as_updates(updates, state.exp_avg, state.exp_avg_sq, state.grad_sum, squared=(False, True, False))
         d = state.estim_lr
         acc = d.dtype
         dlr = step_size(learning_rate, b1, b2, state.count, acc) * d

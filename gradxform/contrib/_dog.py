@@ -125,6 +125,7 @@ def _scale_by_dog(init_step: tuple, eps: Any = 1e-8) -> GradientTransformation:
         del extra_args
         _checks.check_update(fn, state, DoGState, updates, "init_params")
         _checks.require_params(params, fn)
+        updates = _tree.as_updates(updates, state.init_params, squared=(False,))
         dtype = state.max_dist.dtype
         r = jnp.maximum(state.max_dist, jnp.sqrt(_sq_dist(params, state.init_params, dtype)))
         G = state.sum_sq_norm_grads + _sq_norm(updates, dtype)
@@ -230,6 +231,7 @@ def _scale_by_dowg(init_estim_sq_dist: Any = None, eps: Any = 1e-4) -> GradientT
         del extra_args
         _checks.check_update(fn, state, DoWGState, updates, "init_params")
         _checks.require_params(params, fn)
+        updates = _tree.as_updates(updates, state.init_params, squared=(False,))
         dtype = state.estim_sq_dist.dtype
         r_sq = jnp.maximum(state.estim_sq_dist, _sq_dist(params, state.init_params, dtype))
         v = state.weighted_sq_norm_grads + r_sq * _sq_norm(updates, dtype)

@@ -153,7 +153,8 @@ def mechanize(base_optimizer: Any, weight_decay=1e-2, eps=1e-8, s_init=1e-6, num
                 return (None,)
             return (_mechanic_step(g, u, p, x0, scalars(_tree.compute_dtype(g.dtype), growth, s_next)),)
 
-        (out,) = _tree.map_leaves(step, updates, base_updates, params, state.x0, n_out=1)
+        cast = _tree.as_updates(updates, state.x0, squared=(False,))
+        (out,) = _tree.map_leaves(step, cast, base_updates, params, state.x0, n_out=1)
         new_state = MechanicState(base_state, _tree.safe_increment(state.count), r, m, v, s, state.x0)
         return out, new_state
 

@@ -149,7 +149,7 @@ def _momo_update(
 
     d_tree, v_tree = treedef.unflatten(new_d), treedef.unflatten(new_v)
     (out,) = _tree.apply_rule(
-        _step_rule, updates, inputs=(d_tree, v_tree, params), scalars=step_scalars, adam=adam
+        _step_rule, _tree.as_updates(updates, state.exp_avg, squared=(False,)), inputs=(d_tree, v_tree, params), scalars=step_scalars, adam=adam
     )
     count = _tree.safe_increment(count)
     if adam:

@@ -158,7 +158,8 @@ def _scale_by_sophia(b1, b2, eps, gamma, clip_threshold, update_interval, hessia
             clip = jnp.inf if clip_threshold is None else clip_threshold
             return _SophiaScalars(_tree.decay(b1, dtype), _tree.hp(gamma, dtype), _tree.hp(eps, dtype), _tree.hp(clip, dtype))
 
-        leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=_tree.is_none)
+        cast = _tree.as_updates(updates, state.mu, state.nu, squared=(False, True))
+        leaves, treedef = jax.tree_util.tree_flatten(cast, is_leaf=_tree.is_none)
         mus, nus = treedef.flatten_up_to(state.mu), treedef.flatten_up_to(nu)
         outs, new_mu, wins, total = [], list(mus), jnp.zeros((), jnp.int32), 0
         by_dtype = _tree.per_dtype(scalars)

@@ -179,6 +179,7 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
                                 allow_none=False)
         _checks.check_tree_like(params, state.params, tree_name="params", like_name="state.params", fn=fn,
                                 allow_none=False)
+        updates = _tree.as_updates(updates, state.params, squared=(False,))  # the dtype policy
         return _lbfgs_update(m, scale_init_precond, updates, state, params)
 
     return GradientTransformation(init_fn, update_fn)
