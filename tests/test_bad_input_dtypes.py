@@ -55,7 +55,6 @@ def test_bool_params_raise_type_error_naming_the_leaf(entry):
 INT_GRADS_NOT_YET = {
     'clip_by_block_rms': "transforms/_factored.py: block RMS of the int leaf, not via apply_rule's cast",
     'adaptive_grad_clip': 'transforms/_clipping.py: update not via _tree.apply_rule',
-    'scale_by_newton': 'second_order: update not via _tree.apply_rule',
     'flatten_adam': 'wrappers/_flatten.py: ravels the int leaf into an int vector (its init does not see params leaf dtypes)',
     'snapshot': 'wrapper: passes the updates through unchanged (int updates; apply_updates casts them)',
     'monitor': 'wrapper: passes the updates through unchanged (int updates; apply_updates casts them)',

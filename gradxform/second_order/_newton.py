@@ -123,7 +123,7 @@ def scale_by_newton(damping=0.0) -> GradientTransformation:
         return ScaleByNewtonState(damping=jnp.zeros([], jnp.float32))
 
     def update_fn(updates, state, params=None, *, hessian=None, **extra_args):
-        del params, extra_args
+        del extra_args
         _checks.check_state_type(state, ScaleByNewtonState, fn)
         if hessian is None:
             raise ValueError(
@@ -132,6 +132,8 @@ def scale_by_newton(damping=0.0) -> GradientTransformation:
             )
         if any(u is None for u in jax.tree_util.tree_leaves(updates, is_leaf=_tree.is_none)):
             raise ValueError(f"{fn}: updates with None leaves (masked) are not supported.")
+        if params is not None:  # the dtype policy: the wider of the gradients' and the params' dtype
+            updates = _tree.as_updates(updates, params, squared=(False,))
         flat_g, unravel = ravel(updates)
         p = flat_g.shape[0]
         if np.shape(hessian) != (p, p):
