@@ -2,9 +2,8 @@
 
 The registry holds each factory once and its variants (``sgd_nesterov``,
 ``adafactor_factored_momentum``...) after it. The cheap checks (reference and optax
-parity in float32, errors, validation) run on every entry in every run. The heavy
-ones (the generic laws, the float32 accuracy law, the dtype-policy scans, the
-checkpoint continuation) run on every factory's first entry in CI (but an alias
+parity in float32, errors, validation) run on every entry in every run. The generic
+laws (`heavy`) run on every factory's first entry in CI (but an alias
 ``x`` whose rule ``scale_by_x`` is registered: the rule carries them) and on every
 variant and alias too with ``--runslow`` or ``GX_SLOW=1``, as the "dev" hypothesis profile
 does for the property tests: CI stays within its budget on 2 cores while every

@@ -11,7 +11,7 @@ import tempfile
 # XLA's CPU backend compiles every test program with LLVM at -O1 rather than its default
 # (set before jax creates its backend): the suite compiles thousands of small programs and
 # runs each a few times, so compile time dominates (measured: the registry laws, 300 s ->
-# 165 s of CPU; the whole run 17 -> 8 minutes on 2 cores). Results may differ from the
+# 165 s of CPU; the whole run 17 -> 8 to 10 minutes on 2 cores). Results may differ from the
 # default build in the last bits (floating-point contraction differs by level); the tests'
 # tolerances hold at both (at -O0 two 1e-5 comparisons moved, so not -O0). The examples
 # and benchmarks keep XLA's default in their own processes unless started from a test.

@@ -34,8 +34,6 @@ def _step(entry, params, grads):
 # Entries whose TypeError names another path than the params' (must stay exact).
 PATH_NOT_NAMED = {"flatten_adam": "wrappers/_flatten.py: its inner init sees one vector per dtype, params['int32']"}
 
-
-
 @pytest.mark.parametrize("entry", _sampled(REGISTRY))
 def test_integer_params_raise_type_error_naming_the_leaf(entry, dtype=jnp.int32):
     params = {"f": jnp.ones(2, jnp.float32), "layer": {"n": jnp.ones(2, dtype)}}

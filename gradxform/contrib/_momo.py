@@ -148,9 +148,8 @@ def _momo_update(
         return _StepScalars(tau.astype(dtype), wd.astype(dtype), bc2, _tree.hp(eps, dtype))
 
     d_tree, v_tree = treedef.unflatten(new_d), treedef.unflatten(new_v)
-    (out,) = _tree.apply_rule(
-        _step_rule, _tree.as_updates(updates, state.exp_avg, squared=(False,)), inputs=(d_tree, v_tree, params), scalars=step_scalars, adam=adam
-    )
+    cast = _tree.as_updates(updates, state.exp_avg, squared=(False,))  # the dtype policy
+    (out,) = _tree.apply_rule(_step_rule, cast, inputs=(d_tree, v_tree, params), scalars=step_scalars, adam=adam)
     count = _tree.safe_increment(count)
     if adam:
         return out, MomoAdamState(d_tree, v_tree, barf, gamma, lb, count)
