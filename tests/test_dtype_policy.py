@@ -95,8 +95,6 @@ MIXED_NOT_YET = {
     "snapshot": "passes updates through (keeps the incoming dtype, as optax)",
     "monitor": "passes updates through (keeps the incoming dtype, as optax)",
     "differentially_private_aggregate": "random noise: not a moment (keeps the incoming dtype)",
-    "scale_by_galore": "contrib/_galore.py: projected state, mixed dtypes",
-    "muon": "contrib/_muon.py: the Newton-Schulz leaves keep the gradient's dtype",
 }
 
 

@@ -171,6 +171,30 @@ def test_multi_steps_accumulator_dtype_and_no_extra_buffers():
         assert u["w"].dtype == jnp.bfloat16 and state2.acc_grads["w"].dtype == want
 
 
+def test_multi_steps_emits_the_unrounded_mean_and_stores_the_rounded_one():
+    """A narrow accumulator rounds what it stores, not the mean the inner step receives (in
+    the wider of the gradients' and the accumulator's dtype), as optax: with a bfloat16
+    accumulator and float32 gradients the emitted mean is float32's. A mutant that feeds
+    the stored (rounded) accumulator to the inner step is caught."""
+    g1 = jnp.array([1.0 + 2.0**-12, 3.0], jnp.float32)  # not representable in bfloat16
+    g2 = jnp.array([0.5, 1.0 + 2.0**-10], jnp.float32)
+    want = -(np.asarray(g1.astype(jnp.bfloat16), np.float32) + np.asarray(g2)) / 2  # step 1 stores bf16(g1)
+    # The mutant: the inner step sees the mean rounded to the accumulator's dtype (the old code).
+    rounded = gx.stateless(lambda u, p: u.astype(jnp.bfloat16).astype(u.dtype))
+    for inner, exact in [(gx.sgd(1.0), True), (gx.chain(rounded, gx.sgd(1.0)), False)]:
+        ms = MultiSteps(inner, 2, accumulator_dtype=jnp.bfloat16)
+        state = ms.init(jnp.zeros(2))
+        _, state = ms.update(g1, state)
+        u, _ = ms.update(g2, state)
+        assert u.dtype == jnp.float32 and (np.asarray(u).tolist() == want.tolist()) == exact
+    theirs = optax.MultiSteps(optax.sgd(1.0), 2, accumulator_dtype=jnp.bfloat16)
+    with jax.numpy_dtype_promotion("standard"):
+        s = theirs.init(jnp.zeros(2))
+        _, s = theirs.update(g1, s)
+        u, _ = theirs.update(g2, s)
+    np.testing.assert_array_equal(u, want)
+
+
 def test_multi_steps_skips_non_finite_mini_steps():
     ms = MultiSteps(gx.sgd(1.0), 2, should_skip_update_fn=skip_not_finite)
     state = ms.init(PARAMS)

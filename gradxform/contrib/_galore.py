@@ -202,6 +202,10 @@ def scale_by_galore(
         plans = _plans(weight_dimension_numbers, updates, rank, fn)
         leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=_tree.is_none)
         projectors = treedef.flatten_up_to(state.projector)
+        # A projected leaf's update comes out in the wider of its gradient's and its projector's
+        # (the params') dtype: float32 master params with bfloat16 gradients get float32 updates.
+        leaves = [g if g is None or plan is None else _tree.as_update(g, [p])
+                  for g, p, plan in zip(leaves, projectors, plans)]
         refresh = state.count % update_proj_gap == 0
         new_p, low = [], []
         for g, p, plan in zip(leaves, projectors, plans):

@@ -331,6 +331,7 @@ def scale_by_muon(
                 new_mus.append(m)
                 continue
             dn = _check_matrix(g.shape, dn, jax.tree_util.keystr(path), fn)
+            g = _tree.as_update(g, [m])  # the wider of the gradient's and the momentum's dtype
             cdt = _tree.compute_dtype(g.dtype)
             u, m = _muon_rule(
                 g, m, state.ns_coeffs, _tree.hp(eps, cdt), by_dtype(cdt),

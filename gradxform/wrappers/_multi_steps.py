@@ -77,9 +77,11 @@ class MultiSteps:
         ([0.0], [-2.0])
 
     Note:
-        Numerics as optax's ``MultiSteps`` (same Welford update, accumulator cast to
-        the gradients' dtype before the inner update), but optax evaluates the inner
-        update at every mini-step and discards it; here it runs only when it is used.
+        Numerics as optax's ``MultiSteps``: the same Welford update, in the wider of
+        the gradients' and the accumulator's dtype; the inner update receives it
+        unrounded (in the gradients' dtype) and only the stored accumulator is rounded
+        to ``accumulator_dtype``. optax evaluates the inner update at every mini-step
+        and discards it; here it runs only when it is used.
     """
 
     def __init__(
@@ -136,17 +138,22 @@ class MultiSteps:
         n = state.mini_step
 
         def accumulate(g, a):
-            cdt = _tree.compute_dtype(a.dtype)
+            # In the wider of the gradient's and the accumulator's dtype; the inner update
+            # gets this unrounded sum or mean (in the gradient's dtype) and only the stored
+            # accumulator is rounded to its dtype, as in optax.
+            cdt = np.promote_types(_tree.compute_dtype(a.dtype), _tree.compute_dtype(g.dtype))
             a_, g_ = a.astype(cdt), g.astype(cdt)
             if self._use_grad_mean:
                 new = a_ + (g_ - a_) / (n + 1).astype(cdt)
             else:
                 new = a_ + g_
-            return jnp.where(skip, a, new.astype(a.dtype))
+            return new.astype(g.dtype), jnp.where(skip, a, new.astype(a.dtype))
 
-        acc = jax.tree_util.tree_map(accumulate, updates, state.acc_grads)
+        leaves, treedef = jax.tree_util.tree_flatten(updates)
+        pairs = [accumulate(g, a) for g, a in zip(leaves, treedef.flatten_up_to(state.acc_grads))]
+        mean = treedef.unflatten([m for m, _ in pairs])
+        acc = treedef.unflatten([a for _, a in pairs])
         emit = (n >= k - 1) & ~skip
-        mean = jax.tree_util.tree_map(lambda a, g: a.astype(g.dtype), acc, updates)
         new_updates, inner_state = cond_inner_update(
             emit, self._opt, mean, state.inner_opt_state, params, extra_args
         )
