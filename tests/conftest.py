@@ -6,6 +6,8 @@ Profiles (select with HYPOTHESIS_PROFILE=...):
 """
 
 import os
+import subprocess
+import sys
 import tempfile
 
 # XLA's CPU backend compiles every test program with LLVM at -O1 rather than its default
@@ -16,10 +18,27 @@ import tempfile
 # tolerances hold at both (at -O0 two 1e-5 comparisons moved, so not -O0). The examples
 # and benchmarks keep XLA's default in their own processes unless started from a test.
 # GX_TEST_XLA_OPT=default keeps the default here too.
-if os.environ.get("GX_TEST_XLA_OPT", "1") != "default" and "xla_backend_optimization_level" not in os.environ.get(
-    "XLA_FLAGS", ""
-):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=1").strip()
+# Likewise XLA's older LLVM emitters for the CPU fusions (`--xla_cpu_use_fusion_emitters=false`):
+# its MLIR fusion emitters take about twice as long to compile a small program (measured, an
+# Adam update of 4 leaves: 407 -> 222 ms; the registry laws of the Adam and SGD families: 86 ->
+# 60 s of CPU), and the tests compile small programs by the thousand.
+_FAST_COMPILE = {"xla_backend_optimization_level": "1", "xla_cpu_use_fusion_emitters": "false"}
+
+
+def _xla_accepts(flags: str) -> bool:
+    """Whether this jaxlib's XLA knows `flags` (it aborts the process on an unknown flag)."""
+    probe = "import jax.numpy as jnp; jnp.zeros(1).block_until_ready()"
+    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True).returncode == 0
+
+
+# Checked once per run: the xdist workers inherit the flags and GX_TEST_XLA_FLAGS.
+if os.environ.get("GX_TEST_XLA_OPT", "1") != "default" and "GX_TEST_XLA_FLAGS" not in os.environ:
+    _flags = os.environ.get("XLA_FLAGS", "")
+    _added = [f"--{k}={v}" for k, v in _FAST_COMPILE.items() if k not in _flags]
+    if _added and not _xla_accepts(" ".join([_flags, *_added])):  # an older or newer XLA: the ones it knows
+        _added = [f for f in _added if _xla_accepts(f"{_flags} {f}")]
+    os.environ["XLA_FLAGS"] = os.environ["GX_TEST_XLA_FLAGS"] = " ".join([_flags, *_added]).strip()
 
 import jax  # noqa: E402
 import pytest
