@@ -28,6 +28,19 @@ def is_none(x: Any) -> bool:
     return x is None
 
 
+def arrays(tree: Any) -> Any:
+    """`tree` with each leaf that is not a jax array (a Python number, a NumPy array) read
+    by ``jnp.asarray`` (a Python float: a weakly typed float32 scalar); None leaves stay None.
+
+    For code that reads ``.dtype``, ``.shape`` or ``.astype`` of params or gradients, which
+    may be Python floats (``tx.init({'w': 1.0})``, as optax accepts).
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(tree, is_leaf=is_none)
+    if all(isinstance(x, jax.Array) or x is None for x in leaves):
+        return tree
+    return treedef.unflatten([x if isinstance(x, jax.Array) or x is None else jnp.asarray(x) for x in leaves])
+
+
 def compute_dtype(dtype: Any) -> np.dtype:
     """The dtype arithmetic on a leaf of `dtype` is done in: at least float32."""
     dtype = np.dtype(dtype)
@@ -468,7 +481,7 @@ def global_norm(tree: Any) -> jax.Array:
 
     Returns a float32 scalar (float64 if any leaf is float64).
     """
-    leaves = [x for x in jax.tree_util.tree_leaves(tree) if x is not None]
+    leaves = [x if isinstance(x, jax.Array) else jnp.asarray(x) for x in jax.tree_util.tree_leaves(tree) if x is not None]
     if not leaves:
         return jnp.zeros((), jnp.float32)
     acc_dtype = accumulation_dtype(leaves)

@@ -176,6 +176,7 @@ def scale_by_galore(
         ])
 
     def init_fn(params):
+        params = _tree.arrays(params)  # Python floats: arrays
         plans = _plans(weight_dimension_numbers, params, rank, fn)
         leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=_tree.is_none)
         projector = treedef.unflatten([
@@ -189,6 +190,7 @@ def scale_by_galore(
         )
 
     def update_fn(updates, state, params=None, **extra_args):
+        updates, params = _tree.arrays(updates), _tree.arrays(params)  # Python floats: arrays
         if params is not None:  # names the leaf and both shapes when a gradient is mis-shaped
             _checks.check_tree_like(updates, params, tree_name="updates", like_name="params", fn=fn)
         del params

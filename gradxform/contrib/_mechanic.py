@@ -107,6 +107,7 @@ def mechanize(base_optimizer: Any, weight_decay=1e-2, eps=1e-8, s_init=1e-6, num
     betas64 = np.array([1.0 - 0.1**i for i in range(1, int(num_betas) + 1)])
 
     def init_fn(params):
+        params = _tree.arrays(params)  # Python floats: arrays
         acc = _tree.accumulation_dtype(params)
         zeros = jnp.zeros((num_betas,), acc)
         return MechanicState(
@@ -120,6 +121,7 @@ def mechanize(base_optimizer: Any, weight_decay=1e-2, eps=1e-8, s_init=1e-6, num
         )
 
     def update_fn(updates, state, params=None, **extra_args):
+        updates, params = _tree.arrays(updates), _tree.arrays(params)  # Python floats: arrays
         _checks.check_update(fn, state, MechanicState, updates, "x0")
         _checks.require_params(params, fn)
         base_updates, base_state = base.update(updates, state.base_optimizer_state, params, **extra_args)

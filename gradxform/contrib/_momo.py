@@ -238,6 +238,7 @@ def momo(
     fn = "momo"
 
     def init_fn(params):
+        params = _tree.arrays(params)  # Python floats: arrays
         acc = _scalar_dtype(params)
         z = jnp.zeros((), acc)
         return MomoState(  # one buffer per field (donation)
@@ -245,6 +246,7 @@ def momo(
         )
 
     def update_fn(updates, state, params=None, value=None, **extra_args):
+        updates, params = _tree.arrays(updates), _tree.arrays(params)  # Python floats: arrays
         del extra_args
         return _momo_update(
             fn, updates, state, params, value, adam=False, learning_rate=learning_rate, betas=(beta, None),
@@ -316,6 +318,7 @@ def momo_adam(
     fn = "momo_adam"
 
     def init_fn(params):
+        params = _tree.arrays(params)  # Python floats: arrays
         acc = _scalar_dtype(params)
         z = jnp.zeros((), acc)
         return MomoAdamState(
@@ -325,6 +328,7 @@ def momo_adam(
         )
 
     def update_fn(updates, state, params=None, value=None, **extra_args):
+        updates, params = _tree.arrays(updates), _tree.arrays(params)  # Python floats: arrays
         del extra_args
         return _momo_update(
             fn, updates, state, params, value, adam=True, learning_rate=learning_rate, betas=(b1, b2),

@@ -157,6 +157,7 @@ def differentially_private_aggregate(
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
+        updates = _tree.as_updates(updates)  # Python floats and integer gradients: float arrays
         _checks.check_state_type(state, DifferentiallyPrivateAggregateState, fn)
         leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=_tree.is_none)
         batch = _batch_size(leaves, treedef, fn)

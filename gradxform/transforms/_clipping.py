@@ -187,7 +187,7 @@ def clip_by_block_rms(threshold) -> GradientTransformation:
 
     def clip_updates(updates, params):
         del params
-        leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=_tree.is_none)
+        leaves, treedef = jax.tree_util.tree_flatten(_tree.as_updates(updates), is_leaf=_tree.is_none)  # ints: floats
         out = []
         for g, parts in zip(leaves, _per_leaf_parts(leaves)):
             if g is None:
@@ -341,6 +341,7 @@ def adaptive_grad_clip(clipping, eps=1e-3, axis=None) -> GradientTransformation:
     axis_static = tuple(axis) if isinstance(axis, list) else axis
 
     def clip_updates(updates, params):
+        updates, params = _tree.as_updates(updates), _tree.arrays(params)  # Python floats, ints: float arrays
         _checks.require_params(params, fn)
         _checks.check_tree_like(updates, params, tree_name="updates", like_name="params", fn=fn)
 

@@ -95,6 +95,7 @@ def scale_by_distance_over_gradients(
     fn = "scale_by_distance_over_gradients"
 
     def init_fn(params):
+        params = _tree.arrays(params)  # Python floats: arrays
         def r0(x):
             dt = _acc_dtype(x.dtype)
             return _tree.hp(reps_rel, dt) * (1 + _distance(x))
@@ -112,6 +113,7 @@ def scale_by_distance_over_gradients(
         )
 
     def update_fn(updates, state, params=None, **extra_args):
+        updates, params = _tree.arrays(updates), _tree.arrays(params)  # Python floats: arrays
         del extra_args
         _checks.check_update(fn, state, ScaleByDistanceOverGradientsState, updates, "init_params")
         _checks.require_params(params, fn)

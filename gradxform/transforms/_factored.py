@@ -197,6 +197,7 @@ def scale_by_factored_rms(
     default_schedule = decay_rate_fn is _decay_rate_pow
 
     def init_fn(params):
+        params = _tree.arrays(params)  # Python floats: arrays
         def one(p):
             dtype = _tree.square_dtype(p.dtype)
             r, c, v = _expected_state_shapes(np.shape(p), factored, min_dim_size_to_factor)
@@ -208,6 +209,7 @@ def scale_by_factored_rms(
         return FactoredState(count=jnp.zeros([], jnp.int32), v_row=v_row, v_col=v_col, v=v)
 
     def update_fn(updates, state, params=None, **extra_args):
+        updates, params = _tree.arrays(updates), _tree.arrays(params)  # Python floats: arrays
         del extra_args
         _check_factored_update(fn, state, updates, params, factored, min_dim_size_to_factor)
         step = state.count - step_offset  # 0-based; the paper's t is step + 1

@@ -380,10 +380,12 @@ def scale_by_novograd(
     use_params = not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
 
     def init_fn(params):
+        params = _tree.arrays(params)  # Python floats: arrays
         nu = jax.tree_util.tree_map(lambda p: jnp.zeros((), _tree.real_dtype(p.dtype)), params)
         return ScaleByNovogradState(count=jnp.zeros([], jnp.int32), mu=_tree.zeros_like(params, mu_dtype), nu=nu)
 
     def update_fn(updates, state, params=None, **extra_args):
+        updates, params = _tree.arrays(updates), _tree.arrays(params)  # Python floats: arrays
         del extra_args
         _checks.check_update(fn, state, ScaleByNovogradState, updates, "mu")
         if use_params:

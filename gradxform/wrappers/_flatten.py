@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradxform import _checks
+from gradxform import _checks, _tree
 from gradxform._base import GradientTransformation
 from gradxform._combine import call_update, check_transform
 
@@ -220,11 +220,14 @@ def flatten(inner: Any) -> GradientTransformation:
     check_transform(inner, f"{fn}: inner")
 
     def init_fn(params):
+        params = _tree.arrays(params)  # Python floats: arrays
         leaves = jax.tree_util.tree_leaves(params)
         layout = _layout([_dtype_name(x) for x in leaves], [tuple(np.shape(x)) for x in leaves])
         return inner.init(_pack(leaves, layout, two_level=True))
 
     def update_fn(updates, state, params=None, **extra_args):
+        # Python floats and integer gradients: float arrays (the dtype policy's cast).
+        updates, params = _tree.as_updates(updates), _tree.arrays(params)
         u_leaves, treedef = jax.tree_util.tree_flatten(updates)
         p_leaves = None
         if params is not None:

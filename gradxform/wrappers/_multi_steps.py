@@ -111,6 +111,7 @@ class MultiSteps:
         return self._opt
 
     def init(self, params: Any) -> MultiStepsState:
+        params = _tree.arrays(params)  # Python floats: arrays
         gradient_step = jnp.zeros([], jnp.int32)
         _, skip_state = self._should_skip(_tree.zeros_like(params), gradient_step, params)
         return MultiStepsState(
@@ -122,6 +123,7 @@ class MultiSteps:
         )
 
     def update(self, updates: Any, state: MultiStepsState, params: Any = None, **extra_args: Any):
+        updates, params = _tree.arrays(updates), _tree.arrays(params)  # Python floats: arrays
         fn = "MultiSteps"
         _checks.check_state_type(state, MultiStepsState, fn)
         _checks.check_tree_like(

@@ -27,7 +27,7 @@ _SCALES = (1.0, 0.125, -2.0)
 
 
 def _examples(tree):
-    return jax.tree_util.tree_map(lambda x: jnp.stack([x * jnp.asarray(s, x.dtype) for s in _SCALES]), tree)
+    return jax.tree_util.tree_map(lambda x: jnp.stack([x * jnp.asarray(s, jnp.result_type(x)) for s in _SCALES]), tree)
 
 
 def _examples_np(tree):

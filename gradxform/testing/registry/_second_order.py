@@ -30,6 +30,7 @@ from gradxform.testing.registry._entry import case
 
 
 def _at_least_float32(g):
+    g = jnp.asarray(g)
     return g if g.dtype == np.float64 else g.astype(np.float32)
 
 

@@ -18,18 +18,18 @@ def _even_steps(step):
 
 def _matrix_or_vector(params):
     """Labels for partition: "m" for leaves with two or more axes, "v" for the others."""
-    return jax.tree_util.tree_map(lambda p: "m" if p.ndim >= 2 else "v", params)
+    return jax.tree_util.tree_map(lambda p: "m" if jnp.ndim(p) >= 2 else "v", params)
 
 
 def _global_norm(updates):
     """A measure for snapshot / monitor: the global norm, in float32."""
-    leaves = [jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree_util.tree_leaves(updates)]
+    leaves = [jnp.sum(jnp.square(jnp.asarray(x).astype(jnp.float32))) for x in jax.tree_util.tree_leaves(updates)]
     return jnp.sqrt(sum(leaves, jnp.zeros([], jnp.float32)))
 
 
 def _vectors(params):
     """A mask: True for leaves with fewer than two axes (biases, scalars)."""
-    return jax.tree_util.tree_map(lambda p: p.ndim < 2, params)
+    return jax.tree_util.tree_map(lambda p: jnp.ndim(p) < 2, params)
 
 
 def _plateau_value(params, grads):
