@@ -216,6 +216,13 @@ def test_clip_by_global_norm_of_overflowing_gradients(grads):
     assert not np.allclose(np.asarray(out["w"]), np.asarray(grads["w"], np.float64) / 5.2e38, rtol=0.1)
 
 
+@pytest.mark.parametrize("grads", BIG, ids=["norm_overflows", "sum_overflows"])
+def test_normalize_by_update_norm_of_overflowing_gradients(grads):
+    """g / (||g|| + eps) with the norm above float32's max: the same unit vector (was zeros)."""
+    check_clip_of_huge_gradients(gx.normalize_by_update_norm(1.0), grads)
+    check_clip_of_huge_gradients(gx.normalize_by_update_norm(1.0, eps=0.0), grads)
+
+
 def test_global_norm_finite_when_only_the_sum_of_squares_overflows():
     grads = BIG[1]
     np.testing.assert_allclose(float(gx.global_norm(grads)), math.sqrt(10) * 1e38, rtol=1e-6)

@@ -9,10 +9,11 @@ from typing import Any
 
 import jax
 
-from gradxform import _checks, _hyper, _tree
+from gradxform import _checks, _hyper, _linalg, _tree
 from gradxform._base import EmptyState, GradientTransformation, ScalarOrSchedule
 from gradxform._combine import chain
 from gradxform.transforms._centralize import centralize
+from gradxform.transforms._clipping import _scale2_rule
 from gradxform.transforms._dog import (
     ScaleByDistanceOverGradientsState,
     scale_by_distance_over_gradients,
@@ -92,11 +93,15 @@ def normalize_by_update_norm(scale_factor=1.0, eps=1e-6) -> GradientTransformati
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
         _checks.check_state_type(state, EmptyState, fn)
-        norm = _tree.global_norm(updates)
-        denom = norm + _tree.hp(eps, norm.dtype)
+        # The norm as value * scale (scale 2**k where the plain sum of squares overflowed: finite
+        # gradients of 3e38 are normalized, not zeroed); s / (norm + eps) applied as two factors.
+        # Where it overflowed, eps is below the norm's last bit.
+        norm = _linalg._tree_norm_parts(updates)
+        denom = jax.numpy.where(norm.scale == 1, norm.value + _tree.hp(eps, norm.value.dtype), norm.value)
         safe = jax.numpy.where(denom > 0, denom, jax.numpy.ones_like(denom))
-        factor = jax.numpy.where(denom > 0, _tree.hp(scale_factor, norm.dtype) / safe, jax.numpy.zeros_like(denom))
-        (updates,) = _tree.apply_rule(_times, updates, scalars=lambda dtype: factor)
+        a = jax.numpy.where(denom > 0, _tree.hp(scale_factor, denom.dtype) / safe, jax.numpy.zeros_like(denom))
+        b = 1 / norm.scale
+        (updates,) = _tree.apply_rule(_scale2_rule, updates, scalars=lambda dtype: (a.astype(dtype), b.astype(dtype)))
         return updates, state
 
     return GradientTransformation(init_fn, update_fn)
