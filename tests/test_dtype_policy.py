@@ -86,9 +86,9 @@ def _optax_update_dtypes(entry, params, grads):
     return {np.dtype(u.dtype) for u in jax.tree_util.tree_leaves(updates)}
 
 
-# Stateful entries whose update does not yet come out in float32 for float32 params and
-# bfloat16 gradients (their update does not go through `_tree.apply_rule`): must stay exact.
-MIXED_NOT_YET = {
+# Stateful entries whose update keeps the gradients' dtype by design (no params-shaped float
+# state to widen it): must stay exact.
+MIXED_BY_DESIGN = {
     "scale_by_schedule": "a stateless scaling with a step counter (keeps the incoming dtype, as optax)",
     "zero_nans": "a bool state only (keeps the incoming dtype, as optax)",
     "reduce_on_plateau": "scalar state (keeps the incoming dtype)",
@@ -113,8 +113,8 @@ def test_float32_master_params_with_bf16_gradients_get_float32_updates(entry):
     got = {np.dtype(u.dtype) for u in jax.tree_util.tree_leaves(updates)}
     assert _signature(new_state) == _signature(state)
     stateful = any(jnp.issubdtype(x.dtype, jnp.floating) for x in jax.tree_util.tree_leaves(state))
-    if entry.name in MIXED_NOT_YET:  # listed: fails here once fixed, so the list stays exact
-        assert got != {np.dtype(np.float32)} or not stateful, f"{entry.name} is fixed: remove it from MIXED_NOT_YET"
+    if entry.name in MIXED_BY_DESIGN:  # listed: fails here once it widens, so the list stays exact
+        assert got != {np.dtype(np.float32)} or not stateful, f"{entry.name} widens: remove it from MIXED_BY_DESIGN"
         return
     want = {np.dtype(np.float32)} if stateful else {np.dtype(jnp.bfloat16)}
     assert got == want, entry.name
