@@ -17,6 +17,8 @@ table; ratios are ours / optax's (errors below 2**-22, two float32 ulps, count a
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import functools
 import importlib.util
 import json
 import os
@@ -60,8 +62,9 @@ def measure(lib: Any, factory: str, kwargs: dict, steps: int, seeds: list) -> di
         _ACCURACY = load_accuracy_module()
     accuracy = _ACCURACY
     try:
+        make = functools.reduce(getattr, factory.split("."), lib)  # "contrib.muon": lib.contrib.muon
         with jax.numpy_dtype_promotion("standard"):
-            result = accuracy.check_accuracy(getattr(lib, factory)(**kwargs), steps=steps, seeds=tuple(seeds))
+            result = accuracy.check_accuracy(make(**kwargs), steps=steps, seeds=tuple(seeds))
     except Exception as err:  # noqa: BLE001 - a row says what failed
         return {"error": None, "where": f"{type(err).__name__}: {str(err)[:80]}"}
     return {"error": result.error, "where": f"step {result.step}, {result.path}, seed {result.seed}"}
@@ -78,7 +81,8 @@ def cases() -> list[tuple[str, str, dict, str]]:
             json.dumps(entry.kwargs)
         except TypeError:  # an inner transformation: a wrapper around gradxform's Adam
             continue
-        out.append((entry.name, entry.factory.__name__, entry.kwargs, entry.optax_name))
+        prefix = "contrib." if entry.optax_name.startswith("contrib.") else ""  # gx.contrib as optax.contrib
+        out.append((entry.name, prefix + entry.factory.__name__, entry.kwargs, entry.optax_name))
     return out + EXTRA_CASES
 
 
@@ -122,6 +126,7 @@ def main(argv: Any = None) -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--before", default=None, help="a checkout of gradxform to measure too")
+    parser.add_argument("--cases", default="*", help="comma-separated globs of the rows to measure (default: all)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
 
@@ -129,7 +134,7 @@ def main(argv: Any = None) -> None:
 
     import gradxform as gx  # noqa: PLC0415
 
-    rows = cases()
+    rows = [r for r in cases() if any(fnmatch.fnmatch(r[0], g) for g in args.cases.split(","))]
     before = measure_before(args.before, rows, args.steps, seeds) if args.before else [None] * len(rows)
     print(f"float32 error max|u32 - u64| / max|u64|: {args.steps} steps, seeds {args.seeds}, worst\n")
     head = "| case | gradxform | optax | ratio |"
