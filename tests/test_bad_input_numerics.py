@@ -223,6 +223,18 @@ def test_normalize_by_update_norm_of_overflowing_gradients(grads):
     check_clip_of_huge_gradients(gx.normalize_by_update_norm(1.0, eps=0.0), grads)
 
 
+def test_trust_ratio_of_overflowing_gradients():
+    """||p|| g / ||g|| per leaf with ||g|| above float32's max: the rescaled update (was zeros)."""
+    tx = gx.scale_by_trust_ratio()
+    params = {"w": jnp.full(3, 1 / math.sqrt(3), jnp.float32)}  # norm 1
+    check_clip_of_huge_gradients(gx.GradientTransformation(tx.init, lambda g, s, p=None: tx.update(g, s, params)),
+                                 BIG[0])
+    params = {"w": jnp.array([2.0]), "b": jnp.array([0.5])}
+    u, _ = jax.jit(tx.update)(BIG[1], tx.init(params), params)
+    np.testing.assert_allclose(np.asarray(u["w"]), [2.0], rtol=1e-6)  # only the sum of squares overflows
+    np.testing.assert_allclose(np.asarray(u["b"]), [-0.5], rtol=1e-6)
+
+
 def test_global_norm_finite_when_only_the_sum_of_squares_overflows():
     grads = BIG[1]
     np.testing.assert_allclose(float(gx.global_norm(grads)), math.sqrt(10) * 1e38, rtol=1e-6)

@@ -22,6 +22,7 @@ from gradxform._base import (
 )
 from gradxform._combine import chain, masked
 from gradxform.transforms._adam import scale_by_adam
+from gradxform.transforms._clipping import _per_leaf_parts
 from gradxform.transforms._factored import (
     FactoredState,
     adafactor,
@@ -74,15 +75,21 @@ def _norm(x: jax.Array) -> jax.Array:
 
 
 @_tree.leaf_rule
-def _trust_ratio_rule(g, p, s: _TrustScalars):
+def _trust_ratio_rule(g, p, norm_value, norm_scale, s: _TrustScalars):
     x = g.astype(_tree.compute_dtype(g.dtype))
     param_norm = jnp.maximum(_norm(p.astype(_tree.compute_dtype(p.dtype))).astype(s.eps.dtype), s.min_norm)
-    update_norm = jnp.maximum(_norm(x).astype(s.eps.dtype), s.min_norm)
+    # The update's norm is norm_value * norm_scale (scale 2**k where its plain sum of squares
+    # overflowed: finite gradients of 3e38 are rescaled, not zeroed). There min_norm and eps
+    # are below the norm's last bit, and 1 / scale is applied as a factor of its own.
+    over = norm_scale.reshape(()) != 1
+    value = norm_value.reshape(()).astype(s.eps.dtype)
+    update_norm = jnp.where(over, value, jnp.maximum(value, s.min_norm))
     # A zero layer (or no update) would never move: keep the update as it is.
     zero_norm = (param_norm == 0) | (update_norm == 0)
-    ratio = s.trust_coefficient * param_norm / jnp.where(zero_norm, 1, update_norm + s.eps)
+    ratio = s.trust_coefficient * param_norm / jnp.where(zero_norm, 1, update_norm + jnp.where(over, 0, s.eps))
     ratio = jnp.where(zero_norm, 1, ratio)
-    return ((x * ratio.astype(x.dtype)).astype(g.dtype),)
+    inv_scale = jnp.where(zero_norm, 1, 1 / norm_scale.reshape(()).astype(x.real.dtype))
+    return (((x * inv_scale.astype(x.dtype)) * ratio.astype(x.dtype)).astype(g.dtype),)
 
 
 @_hyper.declare(
@@ -133,7 +140,11 @@ def scale_by_trust_ratio(min_norm=0.0, trust_coefficient=1.0, eps=0.0) -> Gradie
     def scale_updates(updates, params):
         _checks.require_params(params, fn)
         _checks.check_tree_like(updates, params, tree_name="updates", like_name="params", fn=fn)
-        (out,) = _tree.apply_rule(_trust_ratio_rule, updates, inputs=(params,), scalars=scalars)
+        leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=_tree.is_none)
+        parts = _per_leaf_parts(leaves)  # one lax.cond for the tree: the scaled sums only on overflow
+        values = treedef.unflatten([None if q is None else q.value for q in parts])
+        scales = treedef.unflatten([None if q is None else q.scale for q in parts])
+        (out,) = _tree.apply_rule(_trust_ratio_rule, updates, inputs=(params, values, scales), scalars=scalars)
         return out
 
     return stateless(scale_updates, name=fn)
