@@ -78,3 +78,13 @@ def sampled(entries: Iterable) -> list:
         p if p.id in CI_SAMPLE else pytest.param(*p.values, id=p.id, marks=[pytest.mark.slow])
         for p in heavy(entries)
     ]
+
+
+# Entries whose params-shaped state is float32 by default whatever the params: a wider state
+# widens the updates (BUILD.md's dtype policy, item 5; as `mu_dtype` does; optax's dtype too),
+# so bfloat16 params get float32 updates. tests/test_dtype_policy.py checks that exact dtype;
+# the generic laws skip `updates_dtype` for them.
+WIDE_STATE_BY_DEFAULT = {
+    "adafactor_factored_momentum": "dtype_momentum=float32 (optax's default)",
+    "scale_by_distance_over_gradients": "param_dtype=float32 (optax's default): the stored initial params",
+}

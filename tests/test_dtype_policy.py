@@ -8,7 +8,7 @@ import pytest
 import gradxform as gx
 from gradxform.testing.registry import REGISTRY
 
-from _entries import sampled
+from _entries import WIDE_STATE_BY_DEFAULT, sampled
 
 DETERMINISTIC = [e for e in REGISTRY if not e.random]
 
@@ -71,9 +71,6 @@ def test_updates_keep_incoming_dtype_and_state_keeps_init_dtype(entry, dtype=jnp
         assert _signature(state) == before
 
 
-# Entries whose params-shaped state is float32 by default whatever the params (a wider state
-# widens the updates, as `mu_dtype` does; optax's dtype too).
-WIDE_STATE_BY_DEFAULT = {"adafactor_factored_momentum": "dtype_momentum=float32 (optax's default)"}
 
 
 def _optax_update_dtypes(entry, params, grads):
@@ -92,6 +89,8 @@ MIXED_BY_DESIGN = {
     "scale_by_schedule": "a stateless scaling with a step counter (keeps the incoming dtype, as optax)",
     "zero_nans": "a bool state only (keeps the incoming dtype, as optax)",
     "reduce_on_plateau": "scalar state (keeps the incoming dtype)",
+    "reduce_on_plateau_max_cooldown": "scalar state (keeps the incoming dtype)",
+    "selective_transform_mask_fn": "a frozen leaf has no state: its zero update keeps the gradient's dtype",
     "snapshot": "passes updates through (keeps the incoming dtype, as optax)",
     "monitor": "passes updates through (keeps the incoming dtype, as optax)",
     "differentially_private_aggregate": "random noise: not a moment (keeps the incoming dtype)",

@@ -117,6 +117,9 @@ def scale_by_distance_over_gradients(
         del extra_args
         _checks.check_update(fn, state, ScaleByDistanceOverGradientsState, updates, "init_params")
         _checks.require_params(params, fn)
+        # Its params-shaped state is the initial params: updates in the wider of their dtype and
+        # the gradients' (its per-leaf distances are one-element statistics and do not count).
+        updates = _tree.as_updates(updates, state.init_params)
         updates, max_dist, gsq = _tree.apply_rule(
             _dog_rule,
             updates,
