@@ -96,6 +96,7 @@ def scale_by_distance_over_gradients(
 
     def init_fn(params):
         params = _tree.arrays(params)  # Python floats: arrays
+
         def r0(x):
             dt = _acc_dtype(x.dtype)
             return _tree.hp(reps_rel, dt) * (1 + _distance(x))

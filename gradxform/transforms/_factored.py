@@ -198,6 +198,7 @@ def scale_by_factored_rms(
 
     def init_fn(params):
         params = _tree.arrays(params)  # Python floats: arrays
+
         def one(p):
             dtype = _tree.square_dtype(p.dtype)
             r, c, v = _expected_state_shapes(np.shape(p), factored, min_dim_size_to_factor)

@@ -112,6 +112,7 @@ def scale_by_sm3(b1=0.9, b2=1.0, eps=1e-8) -> GradientTransformation:
 
     def init_fn(params):
         params = _tree.arrays(params)  # Python floats: arrays
+
         def accumulators(p):
             if jnp.iscomplexobj(p):
                 raise ValueError(f"{fn}: complex params are not supported; got a leaf of dtype {p.dtype}.")
@@ -132,8 +133,8 @@ def scale_by_sm3(b1=0.9, b2=1.0, eps=1e-8) -> GradientTransformation:
         return _SM3Scalars(_tree.decay(b1, dtype), b2_, fresh, _tree.hp(eps, dtype))
 
     def update_fn(updates, state, params=None, **extra_args):
-        updates, params = _tree.arrays(updates), _tree.arrays(params)  # Python floats: arrays
         del params, extra_args
+        updates = _tree.arrays(updates)  # Python floats: arrays
         _checks.check_update(fn, state, ScaleBySM3State, updates, "nu")
         updates, mu, nu = _tree.apply_rule(_sm3_rule, updates, state.mu, state.nu, scalars=scalars)
         return updates, ScaleBySM3State(mu=mu, nu=nu)
