@@ -140,7 +140,7 @@ def scale_by_trust_ratio(min_norm=0.0, trust_coefficient=1.0, eps=0.0) -> Gradie
     def scale_updates(updates, params):
         _checks.require_params(params, fn)
         _checks.check_tree_like(updates, params, tree_name="updates", like_name="params", fn=fn)
-        leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=_tree.is_none)
+        leaves, treedef = jax.tree_util.tree_flatten(_tree.arrays(updates), is_leaf=_tree.is_none)
         parts = _per_leaf_parts(leaves)  # one lax.cond for the tree: the scaled sums only on overflow
         values = treedef.unflatten([None if q is None else q.value for q in parts])
         scales = treedef.unflatten([None if q is None else q.scale for q in parts])
