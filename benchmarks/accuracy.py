@@ -6,7 +6,9 @@
 For every registry entry with an optax counterpart whose arguments are plain values
 (the wrappers wrap gradxform's own Adam, so they are left out), plus RMSProp with
 ``decay=0.999``, it measures `gradxform.testing.check_accuracy`'s error, the worst
-``max|u32 - u64| / max|u64|`` over steps, leaves and seeds, for gradxform, for optax's
+``max|u32 - u64| / max|u64|`` over steps, leaves and seeds (each leaf's scale its largest
+exact update within two steps, ``window=2``; the "strict" columns: that step's alone,
+``window=0``, from the same runs), for gradxform, for optax's
 function of the same name, and (with ``--before DIR``) for the gradxform checked out at
 DIR, in a subprocess with ``cwd=DIR`` and ``PYTHONPATH=DIR``. The subprocess loads the
 measuring module (``gradxform/testing/_accuracy.py``, which imports only jax and NumPy)
@@ -52,7 +54,10 @@ _ACCURACY = None
 
 
 def measure(lib: Any, factory: str, kwargs: dict, steps: int, seeds: list) -> dict:
-    """The worst float32 error of ``lib.<factory>(**kwargs)`` (any library module): ``{'error', 'where'}``.
+    """The worst float32 error of ``lib.<factory>(**kwargs)`` (any library module): ``{'error', 'where', 'strict'}``.
+
+    ``error`` is `check_accuracy`'s (each leaf's error relative to its scale over five
+    steps, ``window=2``); ``strict`` is the same runs' per-step measure (``window=0``).
 
     Run with the standard dtype-promotion rules (optax needs them). Failures are
     reported, not raised, so one missing factory does not stop the table.
@@ -64,10 +69,12 @@ def measure(lib: Any, factory: str, kwargs: dict, steps: int, seeds: list) -> di
     try:
         make = functools.reduce(getattr, factory.split("."), lib)  # "contrib.muon": lib.contrib.muon
         with jax.numpy_dtype_promotion("standard"):
-            result = accuracy.check_accuracy(make(**kwargs), steps=steps, seeds=tuple(seeds))
+            runs = accuracy._runs(make(**kwargs), None, steps, tuple(seeds), None, factory)
+        result, strict = accuracy._worst(runs, accuracy.WINDOW), accuracy._worst(runs, 0)
     except Exception as err:  # noqa: BLE001 - a row says what failed
-        return {"error": None, "where": f"{type(err).__name__}: {str(err)[:80]}"}
-    return {"error": result.error, "where": f"step {result.step}, {result.path}, seed {result.seed}"}
+        return {"error": None, "strict": None, "where": f"{type(err).__name__}: {str(err)[:80]}"}
+    return {"error": result.error, "strict": strict.error,
+            "where": f"step {result.step}, {result.path}, seed {result.seed}"}
 
 
 def cases() -> list[tuple[str, str, dict, str]]:
@@ -136,9 +143,10 @@ def main(argv: Any = None) -> None:
 
     rows = [r for r in cases() if any(fnmatch.fnmatch(r[0], g) for g in args.cases.split(","))]
     before = measure_before(args.before, rows, args.steps, seeds) if args.before else [None] * len(rows)
-    print(f"float32 error max|u32 - u64| / max|u64|: {args.steps} steps, seeds {args.seeds}, worst\n")
-    head = "| case | gradxform | optax | ratio |"
-    sep = "|---|---|---|---|"
+    print(f"float32 error max|u32 - u64| / max|u64| (window 2; strict: window 0): {args.steps} steps, "
+          f"seeds {args.seeds}, worst\n")
+    head = "| case | gradxform | optax | ratio | strict gradxform | strict optax | strict ratio |"
+    sep = "|---|---|---|---|---|---|---|"
     if args.before:
         head += " before | before/optax | where (gradxform) |"
         sep += "---|---|---|"
@@ -150,7 +158,8 @@ def main(argv: Any = None) -> None:
     for (label, factory, kwargs, optax_name), old in zip(rows, before):
         ours = measure(gx, factory, kwargs, args.steps, seeds)
         theirs = measure(optax, optax_name, kwargs, args.steps, seeds) if optax_name else {"error": None}
-        line = f"| {label} | {_fmt(ours['error'])} | {_fmt(theirs['error'])} | {_ratio(ours['error'], theirs['error'])} |"
+        line = (f"| {label} | {_fmt(ours['error'])} | {_fmt(theirs['error'])} | {_ratio(ours['error'], theirs['error'])} "
+                f"| {_fmt(ours['strict'])} | {_fmt(theirs.get('strict'))} | {_ratio(ours['strict'], theirs.get('strict'))} |")
         if args.before:
             line += f" {_fmt(old['error'])} | {_ratio(old['error'], theirs['error'])} |"
         print(line + f" {ours['where']} |", flush=True)

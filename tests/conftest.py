@@ -6,6 +6,7 @@ Profiles (select with HYPOTHESIS_PROFILE=...):
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,8 +53,10 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 # environment of the process that starts them): the registry's tests compile the same
 # programs many times over (measured: 12% less CPU on the registry files). A fresh
 # directory per run; GX_TEST_CACHE=off turns it off.
+# The process that makes the directory removes it at the end (`pytest_unconfigure`).
+_OWN_CACHE = None
 if "GX_TEST_CACHE" not in os.environ:
-    os.environ["GX_TEST_CACHE"] = tempfile.mkdtemp(prefix="gradxform-jax-cache-")
+    os.environ["GX_TEST_CACHE"] = _OWN_CACHE = tempfile.mkdtemp(prefix="gradxform-jax-cache-")
 if os.environ["GX_TEST_CACHE"] != "off":
     jax.config.update("jax_compilation_cache_dir", os.environ["GX_TEST_CACHE"])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -75,6 +78,11 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE is not None:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 def pytest_addoption(parser):
