@@ -204,6 +204,28 @@ def test_each_law_is_one_record_and_the_tables_derive_from_it():
     assert L.DEFAULT_LAWS == tuple(n for n in L.LAWS if n != "runs" and n not in L.OPTIONAL_LAWS)
     compiled = {n: law.compiles for n, law in L.LAWS.items() if law.compiles is not None}
     assert compiled == {"no_retrace": 2, "jit_consistent": 2, "donation": 2, "lax_cond": 1, "lax_scan": 1}
+    limited = {n: law.examples for n, law in L.LAWS.items() if law.examples is not None}
+    assert limited == {"deterministic": 2, "chain_identity_left": 2, "chain_identity_right": 2}
+    assert not set(limited) & set(compiled)
+
+
+def test_trajectory_laws_run_on_the_first_two_examples_unless_thorough():
+    """``deterministic`` runs on the float32 and bfloat16 trees by default, on all with thorough."""
+
+    def impure_on_lists():  # nondeterministic only for a list tree (the fourth default example)
+        def fn(updates):
+            if isinstance(updates, list):
+                _calls[0] += 1
+                return tmap(lambda g: (g.astype(F32) * (1.0 + _calls[0])).astype(g.dtype), updates)
+            return updates
+
+        return stateless(fn)
+
+    check_transformation(impure_on_lists(), laws=["deterministic"])
+    with pytest.raises(AssertionError, match="law 'deterministic'"):
+        check_transformation(impure_on_lists(), laws=["deterministic"], thorough=True)
+    with pytest.raises(AssertionError, match="law 'deterministic'"):
+        check_transformation(impure_scale(), laws=["deterministic"])  # the first example catches it
 
 
 def _imports(path: pathlib.Path, package: str) -> set:

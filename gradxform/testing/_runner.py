@@ -217,7 +217,8 @@ def check_transformation(
             continue
         for name in chosen:
             law = LAWS[name]
-            if name in violations or (not thorough and law.compiles is not None and i >= law.compiles):
+            limit = law.compiles if law.compiles is not None else law.examples
+            if name in violations or (not thorough and limit is not None and i >= limit):
                 continue
             try:
                 with contextlib.nullcontext() if law.compiles is not None else _eager():

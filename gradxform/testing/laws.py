@@ -53,7 +53,10 @@ every example; the laws that compile run on the first ones only (``no_retrace``,
 ``jit_consistent`` and ``donation`` on the float32 and bfloat16 trees, sharing one
 compiled update that donates the state and the params, ``lax_cond`` and
 ``lax_scan`` on the float32 tree: ``Law.compiles``), since a compilation costs far
-more than the eager steps. ``thorough=True`` adds float16, bf16 params with f32
+more than the eager steps; the eager laws that run the whole trajectory again
+(``deterministic``, ``chain_identity_left``, ``chain_identity_right``) run on the
+float32 and bfloat16 trees (``Law.examples``): each costs as much as the baseline,
+and the chain and a second call behave alike on every tree. ``thorough=True`` adds float16, bf16 params with f32
 grads, a bare array and a larger tree, runs at least 6 steps (with a huge and a
 tiny one), and runs every law on every example and every step.
 
@@ -104,6 +107,9 @@ class Law:
             ``runs``, which the runner checks by running the example.
         compiles: None for an eager law; for a law that compiles, on how many of
             the examples it runs by default (``thorough=True`` runs it on all).
+        examples: for an eager law that runs a whole trajectory again (``deterministic``,
+            the chain laws), on how many of the examples it runs by default (None: all;
+            ``thorough=True`` runs it on all).
         optional: checked only when asked for (``include=``).
         checks_types: a law on the updates' or state's types: a lax.cond / lax.scan
             type mismatch already reported by one of these is left out of the report.
@@ -115,6 +121,7 @@ class Law:
     check: Optional[Callable[[checks.Run], None]]
     compiles: Optional[int] = None
     optional: bool = False
+    examples: Optional[int] = None
     checks_types: bool = False
 
 
@@ -187,6 +194,7 @@ LAWS: dict[str, Law] = {
             "keep every piece of state in the returned state, not in Python globals, "
             "closures or NumPy random generators",
             checks.deterministic,
+            examples=2,
         ),
         Law(
             "no_retrace",
@@ -232,12 +240,14 @@ LAWS: dict[str, Law] = {
             "chain(identity(), tx) behaves like tx, step by step",
             _SAME_IN_CHAIN,
             checks.chain_identity_left,
+            examples=2,
         ),
         Law(
             "chain_identity_right",
             "chain(tx, identity()) behaves like tx, step by step",
             _SAME_IN_CHAIN,
             checks.chain_identity_right,
+            examples=2,
         ),
         Law(
             "none_leaves",
