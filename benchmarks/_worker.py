@@ -26,7 +26,6 @@ import gc
 import itertools
 import json
 import os
-import re
 import sys
 import time
 from typing import Any, Dict, List
@@ -58,6 +57,7 @@ import numpy as np  # noqa: E402
 
 import gradxform  # noqa: E402
 from benchmarks import _cases  # noqa: E402
+from benchmarks._hlo import hlo_stats  # noqa: E402
 
 try:
     import optax  # noqa: E402
@@ -137,38 +137,6 @@ def _make_step(lib, tx):
         updates, state = tx.update(grads, state, params)
         return lib.apply_updates(params, updates), state
     return jax.jit(step, donate_argnums=(0, 1))
-
-
-_SKIP_OPS = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast"}
-_OP_RE = re.compile(r"=\s.*?\s([a-z][a-z0-9\-_]*)\(")
-
-
-def hlo_stats(text: str) -> Dict[str, int]:
-    """Kernel counts in the ENTRY computation of an optimized HLO module's text."""
-    entry = text[text.index("\nENTRY"):]
-    entry = entry[: entry.index("\n}")]
-    counts: Dict[str, int] = {}
-    fusion_kinds: Dict[str, int] = {}
-    for line in entry.splitlines()[1:]:
-        m = _OP_RE.search(line)
-        if not m:
-            continue
-        op = m.group(1)
-        counts[op] = counts.get(op, 0) + 1
-        if op == "fusion":
-            k = re.search(r"kind=(k\w+)", line)
-            if k:
-                fusion_kinds[k.group(1)] = fusion_kinds.get(k.group(1), 0) + 1
-    kernels = sum(v for k, v in counts.items() if k not in _SKIP_OPS)
-    return {
-        "kernels": kernels,
-        "fusions": counts.get("fusion", 0),
-        "loop_fusions": fusion_kinds.get("kLoop", 0),
-        "input_fusions": fusion_kinds.get("kInput", 0),  # reductions
-        "copies": counts.get("copy", 0),
-        "whiles": counts.get("while", 0),
-        "other_ops": {k: v for k, v in sorted(counts.items()) if k not in _SKIP_OPS | {"fusion"}},
-    }
 
 
 def _first_call(lib, tx, params, grads) -> Dict[str, Any]:

@@ -109,3 +109,21 @@ def test_quick_many_leaves_run_reports_the_flat_ratio_and_state_layouts(tmp_path
     # quick tree: 16 leaves of 256 floats, packed into one vector of 4,096 (adam: count, mu, nu)
     assert layouts[f"{case} gx"] == layouts[f"{case} optax"] == "3 leaves: 2x float32[4096], 1x int32[]"
     assert "2,000 leaves (ratios from this run" in stdout and "flat step" in stdout
+
+
+def test_flatten_profile_reports_the_three_steps():
+    """`python -m benchmarks.flatten_profile` (issue 16's profile), on 4 leaves and 3 rounds."""
+    env = dict(os.environ)
+    env.pop("JAX_NUMPY_DTYPE_PROMOTION", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.flatten_profile", "--rounds", "3", "--leaves", "4"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    for name in ("gx.flatten ", "gx.flatten, constant offsets", "optax.flatten "):
+        assert any(line.startswith(name) and "trace + compile" in line for line in lines), proc.stdout
+        assert any(line.startswith(name) and "x optax.flatten per round" in line for line in lines), proc.stdout
+    # with constant offsets the step compiles to optax.flatten's kernels
+    compiled = {line.split("  ")[0].strip(): line.split("{")[1] for line in lines if "trace + compile" in line}
+    assert compiled["gx.flatten, constant offsets"] == compiled["optax.flatten"]

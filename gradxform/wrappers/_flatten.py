@@ -167,10 +167,10 @@ def flatten(inner: Any) -> GradientTransformation:
     of a never-run loop), so leaves of one shape share one compiled kernel. With
     constant offsets, as in ``optax.flatten``, each leaf gets its own: XLA
     compiles 2,000 distinct kernels for 2,000 leaves, for over half a minute. On
-    2,000 leaves of 4,096 floats (CPU, see ``benchmarks/``) a step takes about
-    the time of ``optax.flatten``'s (1.03x, interquartile range 0.91-1.12, on a
-    loaded machine) and the first call (trace and compile) about 0.27x that of
-    optax's unflattened Adam and 0.24x that of ``optax.flatten``'s.
+    2,000 leaves of 4,096 floats (CPU, ``python -m benchmarks.flatten_profile``) a
+    step takes the time of ``optax.flatten``'s (0.99x, interquartile range
+    0.92-1.05 over 300 rounds) and the first call (trace and compile) about 0.3x
+    that of optax's unflattened Adam and 0.2x that of ``optax.flatten``'s.
 
     Args:
         inner: the transformation to run on the packed vector. It sees params and
