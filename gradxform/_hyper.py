@@ -52,7 +52,9 @@ class Hyper(NamedTuple):
     strategies but never checked (a PRNG seed). `source` says where the range
     comes from (the API contract, or the algorithm's paper). `schedule` says
     whether a number argument also takes a schedule ``count -> value``; None
-    derives it from the factory's signature (`takes_schedule`).
+    derives it from the factory's signature (`takes_schedule`). `scalar` rejects arrays
+    with axes: the rule uses the value as one number (a learning rate that enters scalar
+    sums or state), so an array would change the state's shapes or fail deep inside.
     """
 
     kind: str
@@ -62,6 +64,7 @@ class Hyper(NamedTuple):
     source: str = "API.md"
     validated: bool = True
     schedule: Optional[bool] = None
+    scalar: bool = False
 
     def describe(self) -> str:
         """The valid range as an interval (``[0, 1)``) or a set of choices."""
@@ -197,6 +200,11 @@ def _check_one(
         _check_integral(fn, name, value)
     lo, hi, lo_in, hi_in = h.valid
     if np.shape(value) != ():
+        if h.scalar:
+            raise ValueError(
+                f"{fn}: `{name}` must be {allowed}, not an array of shape {tuple(np.shape(value))} "
+                f"({fn} uses it as one number); got {name}={value!r}."
+            )
         _check_array_range(fn, name, value, h)
         return
     _checks.check_range(name, value, lo, hi, low_inclusive=lo_in, high_inclusive=hi_in, fn=fn)
@@ -206,14 +214,15 @@ def _check_one(
 
 def _allowed(h: Hyper, accepts_none: bool, takes_schedule: bool) -> str:
     """What an argument takes, in words: ``a number or an array of numbers, a schedule or None``."""
-    what = ["an integer" if h.kind == "int" else "a number", "an array of numbers"]
+    what = ["an integer" if h.kind == "int" else "a number"] + ([] if h.scalar else ["an array of numbers"])
     if takes_schedule:
         what.append("a schedule")
     if accepts_none:
         what.append("None")
     lo, hi = h.valid[:2]
     where = "finite in float32" if (lo, hi) == (-F32_MAX, F32_MAX) else f"in {h.describe()}"
-    return ", ".join(what[:-1]) + " or " + what[-1] + " " + where
+    words = what[0] if len(what) == 1 else ", ".join(what[:-1]) + " or " + what[-1]
+    return words + " " + where
 
 
 def _is_bool(value: Any) -> bool:

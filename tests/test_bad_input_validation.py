@@ -238,6 +238,57 @@ def test_a_schedule_returning_an_array_that_does_not_broadcast_is_named():
     _raises(lambda: tx.update(params, tx.init(params)), "scale_by_schedule", "(2,)", "(3,)")
 
 
+def _takes_learning_rate(entry):
+    import inspect  # noqa: PLC0415
+
+    try:
+        return "learning_rate" in inspect.signature(entry.factory).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _lr_entries():
+    from gradxform.testing.registry import REGISTRY  # noqa: PLC0415
+
+    return [e for e in REGISTRY if not e.slow and not e.random and _takes_learning_rate(e)]
+
+
+def _scalar_lr(entry):
+    spec = _hyper.declared(entry.factory).get("learning_rate")
+    return spec is not None and spec.scalar
+
+
+@pytest.mark.parametrize("entry", [e for e in _lr_entries() if _scalar_lr(e)], ids=lambda e: e.name)
+def test_a_rule_that_uses_the_rate_as_one_number_rejects_an_array_when_built(entry):
+    """Rules whose learning rate enters scalar sums or their state (D-Adaptation, Prodigy, Momo,
+    MADGRAD, schedule-free, Fromage, Rprop's initial step, optimistic Adam) take one number."""
+    kwargs = {**entry.kwargs, "learning_rate": jnp.full((3,), 0.1)}
+    _raises(lambda: entry.factory(**kwargs), "`learning_rate`", "not an array of shape (3,)", "uses it as one number")
+    entry.factory(**{**entry.kwargs, "learning_rate": jnp.asarray(0.1)})  # a 0-d array is a number
+
+
+def _lr_sample():
+    from _entries import CI_SAMPLE  # noqa: PLC0415
+
+    in_ci = CI_SAMPLE | {"sgd", "adam"}  # one entry per update path, and the two everyday aliases
+    return [
+        pytest.param(e, id=e.name, marks=[] if e.name in in_ci else [pytest.mark.slow])
+        for e in _lr_entries() if not _scalar_lr(e)
+    ]
+
+
+@pytest.mark.parametrize("entry", _lr_sample())
+def test_every_rate_array_that_fits_no_leaf_is_named(entry):
+    """Across the registry, an array learning rate that broadcasts to no leaf raises a ValueError
+    naming `learning_rate` (at update: the leaves' shapes are known only then), never a bare
+    broadcasting error from deep inside the rule."""
+    tx = entry.factory(**{**entry.kwargs, "learning_rate": jnp.full((5,), 0.1)})
+    params = _tree()
+    with jax.numpy_dtype_promotion("standard"):
+        extra = dict(entry.extra_args_fn(1, params, params)) if entry.extra_args_fn else {}
+        _raises(lambda: tx.update(params, tx.init(params), params, **extra), "`learning_rate`", "(5,)")
+
+
 def test_the_shape_check_is_free_at_run_time():
     # Shapes are static: the jitted step with a checked rate array is the same program as
     # one scaling by the same array with no check at all.

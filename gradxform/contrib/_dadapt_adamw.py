@@ -87,7 +87,7 @@ def estimate_distance(d, numerator, l1, coef):
 
 
 @_hyper.declare(
-    learning_rate=_hyper.LR,
+    learning_rate=_hyper.LR._replace(scalar=True),
     eps=_hyper.EPS,
     estim_lr0=_hyper.POSITIVE._replace(draw=(1e-8, 1e-2), source="Defazio & Mishchenko (2023): d_0 > 0"),
     weight_decay=_hyper.NONNEG,

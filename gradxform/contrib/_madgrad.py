@@ -43,7 +43,8 @@ def _madgrad_rule(g, nu, s, x, x0, k: _MadgradScalars):
 
 _MADGRAD = dict(
     learning_rate=_hyper.NONNEG._replace(
-        draw=(1e-3, 0.1), source="Defazio & Jelassi (2021): gamma_k >= 0 (it enters nu^(1/3), not a plain scale)"
+        draw=(1e-3, 0.1), source="Defazio & Jelassi (2021): gamma_k >= 0 (it enters nu^(1/3), not a plain scale)",
+        scalar=True,
     ),
     momentum=_hyper.DECAY,
     eps=_hyper.EPS._replace(draw=(1e-8, 1e-5)),

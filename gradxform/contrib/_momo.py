@@ -160,7 +160,9 @@ def _scalar_dtype(params: Any) -> np.dtype:
     return _tree.accumulation_dtype(params)
 
 
-_MOMO_LR = _hyper.number(0.0, _hyper.F32_MAX, draw=(1e-2, 1.0), source="Schaipp et al. (2024): alpha_k >= 0 caps the step")
+_MOMO_LR = _hyper.number(0.0, _hyper.F32_MAX, draw=(1e-2, 1.0), source="Schaipp et al. (2024): alpha_k >= 0 caps the step")._replace(
+    scalar=True
+)
 _COMMON = {
     "lower_bound": _hyper.number(-_hyper.F32_MAX, _hyper.F32_MAX, draw=(-1.0, 0.0)),
     "weight_decay": _hyper.NONNEG,

@@ -57,7 +57,7 @@ def _prodigy_rule(g, m, v, s, p, p0, c: _ProdigyScalars):
 
 
 @_hyper.declare(
-    learning_rate=_hyper.LR,
+    learning_rate=_hyper.LR._replace(scalar=True),
     beta3=_hyper.MOMENTUM,
     eps=_hyper.EPS,
     estim_lr0=_hyper.POSITIVE._replace(draw=(1e-8, 1e-2), source="Mishchenko & Defazio (2023): d_0 > 0"),

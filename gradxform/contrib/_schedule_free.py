@@ -60,7 +60,8 @@ _B1 = _hyper.number(0.0, 1.0, low_inclusive=False, draw=(0.5, 0.99),
                     source="Defazio et al. (2024): beta in (0, 1] (x is recovered as (y - (1 - beta) z) / beta)")
 _SCHEDULE_FREE = dict(
     learning_rate=_hyper.NONNEG._replace(
-        draw=(1e-3, 0.5), source="Defazio et al. (2024): gamma_t >= 0 (the averaging weights are gamma_max^r)"
+        draw=(1e-3, 0.5), source="Defazio et al. (2024): gamma_t >= 0 (the averaging weights are gamma_max^r)",
+        scalar=True,
     ),
     b1=_B1,
     weight_lr_power=_hyper.NONNEG._replace(draw=(0.0, 3.0)),

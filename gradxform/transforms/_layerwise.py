@@ -269,7 +269,7 @@ def lars(
     )
 
 
-@_hyper.declare(learning_rate=_hyper.LR, min_norm=_hyper.NONNEG._replace(draw=(1e-8, 1e-3)))
+@_hyper.declare(learning_rate=_hyper.LR._replace(scalar=True), min_norm=_hyper.NONNEG._replace(draw=(1e-8, 1e-3)))
 def fromage(learning_rate: float, min_norm=1e-6) -> GradientTransformation:
     r"""Fromage (Bernstein et al., 2020, Algorithm 1): a step of relative size :math:`\eta` per layer.
 

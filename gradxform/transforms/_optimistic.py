@@ -146,7 +146,7 @@ def optimistic_gradient_descent(
 _ADAM = {"b1": _hyper.DECAY, "b2": _hyper.DECAY, "eps": _hyper.EPS, "eps_root": _hyper.EPS_ROOT, "nesterov": _hyper.BOOL}
 
 
-@_hyper.declare(learning_rate=_hyper.LR, optimism=_COEF._replace(optional=True), **_ADAM)
+@_hyper.declare(learning_rate=_hyper.LR._replace(scalar=True), optimism=_COEF._replace(optional=True), **_ADAM)
 def optimistic_adam(
     learning_rate,
     optimism=None,

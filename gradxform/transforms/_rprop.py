@@ -48,7 +48,7 @@ _RPROP = dict(
     # step uphill and a zero one never move), finite in float32.
     learning_rate=_hyper.number(
         0.0, _hyper.F32_MAX, low_inclusive=False, draw=(1e-4, 1e-1), source="validator (a step size)"
-    ),
+    )._replace(scalar=True),
     eta_minus=_hyper.number(0.0, 1.0, low_inclusive=False, draw=(0.1, 0.9), source="validator"),
     eta_plus=_hyper.number(1.0, draw=(1.0, 2.0), source="validator"),
     min_step_size=_hyper.NONNEG._replace(draw=(1e-7, 1e-3), source="validator"),
