@@ -92,6 +92,36 @@ def _sum_squares(x: jax.Array, axis: Any = None, keepdims: bool = False, scaled:
     return jnp.sum(_tree.abs_sq(w), axis=axis, keepdims=keepdims).astype(real)
 
 
+def _sum_squares_pair(x: jax.Array, axis: Any = None, keepdims: bool = False) -> tuple[jax.Array, jax.Array]:
+    """``(sum |x|^2, sum |x 2^-k|^2)`` over `axis` in one reduction: one read of `x`, one kernel.
+
+    For per-leaf norms, where a `lax.cond` fallback would compile a second reduction of
+    every leaf (on ResNet-50's 161 leaves, LAMB's first call went from 7.6 to 11.9 s).
+    The scaled sum underflows for ordinary values and is read only where the plain
+    sum overflowed (`_combine`).
+    """
+    real = _tree.real_dtype(x.dtype)
+    w = _tree.wide(_read_once(x))
+    # 2**-k as a value XLA cannot see: multiplied by a constant, (w c)(w c) is rewritten as
+    # (w w)(c c), which overflows and underflows again. (w's first entry times 0 is 0, or NaN
+    # for a non-finite w, whose plain sum is not finite either and is kept as it is.)
+    c = jnp.asarray(2.0 ** -_scale_exponent(real), real) * (1 + 0 * jnp.ravel(w)[0].real if w.size else 1)
+    c = c.astype(w.dtype)
+    axes = tuple(range(w.ndim)) if axis is None else tuple(a % w.ndim for a in np.atleast_1d(axis))
+    zero = jnp.zeros((), _tree.abs_sq(w).dtype)
+    plain, scaled = jax.lax.reduce(
+        (_tree.abs_sq(w), _tree.abs_sq(w * c)), (zero, zero), lambda a, b: (a[0] + b[0], a[1] + b[1]), axes
+    )
+    if keepdims:
+        plain, scaled = (jnp.expand_dims(v, axes) for v in (plain, scaled))
+    return plain.astype(real), scaled.astype(real)
+
+
+def _parts_pairs(pairs: list) -> list:
+    """`NormParts` from `_sum_squares_pair` results, elementwise: no branch, nothing more to compile."""
+    return [_combine(plain, scaled, plain.dtype) for plain, scaled in pairs]
+
+
 def _branch(pred: jax.Array, true_fn: Callable[[], Any], false_fn: Callable[[], Any]) -> Any:
     """``lax.cond`` under a trace; Python's ``if`` on a concrete `pred` (eager code).
 

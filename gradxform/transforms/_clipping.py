@@ -133,16 +133,12 @@ def _clip_factor(norm: _linalg.NormParts, bound: jax.Array) -> tuple[jax.Array, 
 def _per_leaf_parts(leaves: list, axes: Any = None) -> list:
     """`NormParts` of each leaf (None for a None leaf) over `axes(leaf)` (all axes when None), keepdims.
 
-    One `lax.cond` for the whole tree: the scaled sums run only when some plain sum overflowed.
+    Each leaf's plain and scaled sums of squares come from one reduction (`_linalg._sum_squares_pair`):
+    one read and one kernel per leaf, and no fallback branch to compile.
     """
     present = [x for x in leaves if x is not None]
-
-    def sums(scaled):
-        return [
-            _linalg._sum_squares(x, None if axes is None else axes(x), keepdims=True, scaled=scaled) for x in present
-        ]
-
-    parts = iter(_linalg._parts_many(sums(False), lambda: sums(True)))
+    pairs = [_linalg._sum_squares_pair(x, None if axes is None else axes(x), keepdims=True) for x in present]
+    parts = iter(_linalg._parts_pairs(pairs))
     return [None if x is None else next(parts) for x in leaves]
 
 
