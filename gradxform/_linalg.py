@@ -117,9 +117,15 @@ def _sum_squares_pair(x: jax.Array, axis: Any = None, keepdims: bool = False) ->
     return plain.astype(real), scaled.astype(real)
 
 
-def _parts_pairs(pairs: list) -> list:
-    """`NormParts` from `_sum_squares_pair` results, elementwise: no branch, nothing more to compile."""
-    return [_combine(plain, scaled, plain.dtype) for plain, scaled in pairs]
+@_tree.leaf_rule(static=("axis", "keepdims"))
+def _leaf_norm_parts(x: jax.Array, *, axis: Any, keepdims: bool) -> NormParts:
+    """The L2 norm of `x` over `axis` (a tuple, or None for all) as `NormParts`, with no branch.
+
+    Its plain and scaled sums come from one reduction (`_sum_squares_pair`); traced once per
+    shape and dtype (`_tree.leaf_rule`), as trees of many leaves of few shapes need.
+    """
+    plain, scaled = _sum_squares_pair(x, axis, keepdims)
+    return _combine(plain, scaled, plain.dtype)
 
 
 def _branch(pred: jax.Array, true_fn: Callable[[], Any], false_fn: Callable[[], Any]) -> Any:

@@ -133,13 +133,15 @@ def _clip_factor(norm: _linalg.NormParts, bound: jax.Array) -> tuple[jax.Array, 
 def _per_leaf_parts(leaves: list, axes: Any = None) -> list:
     """`NormParts` of each leaf (None for a None leaf) over `axes(leaf)` (all axes when None), keepdims.
 
-    Each leaf's plain and scaled sums of squares come from one reduction (`_linalg._sum_squares_pair`):
-    one read and one kernel per leaf, and no fallback branch to compile.
+    Each leaf's plain and scaled sums of squares come from one reduction (`_linalg._leaf_norm_parts`):
+    one read and one kernel per leaf, no fallback branch to compile, traced once per shape.
     """
-    present = [x for x in leaves if x is not None]
-    pairs = [_linalg._sum_squares_pair(x, None if axes is None else axes(x), keepdims=True) for x in present]
-    parts = iter(_linalg._parts_pairs(pairs))
-    return [None if x is None else next(parts) for x in leaves]
+    def parts(x):
+        axis = None if axes is None else axes(x)
+        axis = None if axis is None else tuple(int(a) for a in np.atleast_1d(axis))
+        return _linalg._leaf_norm_parts(x, axis=axis, keepdims=True)
+
+    return [None if x is None else parts(x) for x in leaves]
 
 
 def _scaled(g: jax.Array, factors: tuple[jax.Array, jax.Array]) -> jax.Array:
