@@ -82,50 +82,32 @@ def _read_once(x: jax.Array) -> jax.Array:
     return jax.lax.optimization_barrier(x) if x.dtype != _tree.compute_dtype(x.dtype) else x
 
 
+def _opaque_scale(x: jax.Array, dtype: Any, real: Any) -> jax.Array:
+    """``2**-k`` (`_scale_exponent`) in `dtype`, as a value XLA cannot see (`x` is the leaf).
+
+    Multiplied by a constant, ``(w c)(w c)`` is rewritten as ``(w w)(c c)``, which overflows
+    and underflows again (and an optimization barrier around ``w c`` materializes a copy of
+    the leaf). ``x``'s first entry times 0 is 0, or NaN for a non-finite ``x``, whose plain
+    sum is not finite either and is kept as it is.
+    """
+    c = jnp.asarray(2.0 ** -_scale_exponent(real), real)
+    if x.size:  # read from `x` itself, not from a widened copy (which would then be materialized)
+        c = c * (1 + 0 * jnp.ravel(x)[0].real.astype(real))
+    return c.astype(dtype)
+
+
 def _sum_squares(x: jax.Array, axis: Any = None, keepdims: bool = False, scaled: bool = False) -> jax.Array:
     """``sum |x|^2`` (or ``sum |x 2^-k|^2`` when `scaled`) over `axis`, in `x`'s real compute dtype."""
     real = _tree.real_dtype(x.dtype)
     w = _tree.wide(_read_once(x))
     if scaled:
-        # The barrier keeps XLA from rewriting (w c)^2 as w^2 c^2, which overflows and underflows again.
-        w = jax.lax.optimization_barrier(w * jnp.asarray(2.0 ** -_scale_exponent(real), real).astype(w.dtype))
+        w = w * _opaque_scale(x, w.dtype, real)
     return jnp.sum(_tree.abs_sq(w), axis=axis, keepdims=keepdims).astype(real)
 
 
-def _sum_squares_pair(x: jax.Array, axis: Any = None, keepdims: bool = False) -> tuple[jax.Array, jax.Array]:
-    """``(sum |x|^2, sum |x 2^-k|^2)`` over `axis` in one reduction: one read of `x`, one kernel.
-
-    For per-leaf norms, where a `lax.cond` fallback would compile a second reduction of
-    every leaf (on ResNet-50's 161 leaves, LAMB's first call went from 7.6 to 11.9 s).
-    The scaled sum underflows for ordinary values and is read only where the plain
-    sum overflowed (`_combine`).
-    """
-    real = _tree.real_dtype(x.dtype)
-    w = _tree.wide(_read_once(x))
-    # 2**-k as a value XLA cannot see: multiplied by a constant, (w c)(w c) is rewritten as
-    # (w w)(c c), which overflows and underflows again. (w's first entry times 0 is 0, or NaN
-    # for a non-finite w, whose plain sum is not finite either and is kept as it is.)
-    c = jnp.asarray(2.0 ** -_scale_exponent(real), real) * (1 + 0 * jnp.ravel(w)[0].real if w.size else 1)
-    c = c.astype(w.dtype)
-    axes = tuple(range(w.ndim)) if axis is None else tuple(a % w.ndim for a in np.atleast_1d(axis))
-    zero = jnp.zeros((), _tree.abs_sq(w).dtype)
-    plain, scaled = jax.lax.reduce(
-        (_tree.abs_sq(w), _tree.abs_sq(w * c)), (zero, zero), lambda a, b: (a[0] + b[0], a[1] + b[1]), axes
-    )
-    if keepdims:
-        plain, scaled = (jnp.expand_dims(v, axes) for v in (plain, scaled))
-    return plain.astype(real), scaled.astype(real)
-
-
-@_tree.leaf_rule(static=("axis", "keepdims"))
-def _leaf_norm_parts(x: jax.Array, *, axis: Any, keepdims: bool) -> NormParts:
-    """The L2 norm of `x` over `axis` (a tuple, or None for all) as `NormParts`, with no branch.
-
-    Its plain and scaled sums come from one reduction (`_sum_squares_pair`); traced once per
-    shape and dtype (`_tree.leaf_rule`), as trees of many leaves of few shapes need.
-    """
-    plain, scaled = _sum_squares_pair(x, axis, keepdims)
-    return _combine(plain, scaled, plain.dtype)
+# `_sum_squares` traced once per shape, dtype and axes (`_tree.leaf_rule`): for the per-leaf
+# norms of trees of many leaves of few shapes. `axis` must be a tuple or None.
+_leaf_sum_squares = _tree.leaf_rule(_sum_squares, static=("axis", "keepdims", "scaled"))
 
 
 def _branch(pred: jax.Array, true_fn: Callable[[], Any], false_fn: Callable[[], Any]) -> Any:

@@ -133,15 +133,20 @@ def _clip_factor(norm: _linalg.NormParts, bound: jax.Array) -> tuple[jax.Array, 
 def _per_leaf_parts(leaves: list, axes: Any = None) -> list:
     """`NormParts` of each leaf (None for a None leaf) over `axes(leaf)` (all axes when None), keepdims.
 
-    Each leaf's plain and scaled sums of squares come from one reduction (`_linalg._leaf_norm_parts`):
-    one read and one kernel per leaf, no fallback branch to compile, traced once per shape.
+    One `lax.cond` for the whole tree: the scaled sums run only when some plain sum overflowed.
+    Each leaf's sums are traced once per shape (`_linalg._leaf_sum_squares`).
     """
-    def parts(x):
-        axis = None if axes is None else axes(x)
-        axis = None if axis is None else tuple(int(a) for a in np.atleast_1d(axis))
-        return _linalg._leaf_norm_parts(x, axis=axis, keepdims=True)
+    present = [x for x in leaves if x is not None]
 
-    return [None if x is None else parts(x) for x in leaves]
+    def axis(x):
+        a = None if axes is None else axes(x)
+        return None if a is None else tuple(int(i) for i in np.atleast_1d(a))
+
+    def sums(scaled):
+        return [_linalg._leaf_sum_squares(x, axis=axis(x), keepdims=True, scaled=scaled) for x in present]
+
+    parts = iter(_linalg._parts_many(sums(False), lambda: sums(True)))
+    return [None if x is None else next(parts) for x in leaves]
 
 
 def _scaled(g: jax.Array, factors: tuple[jax.Array, jax.Array]) -> jax.Array:
