@@ -481,7 +481,7 @@ def global_norm(tree: Any) -> jax.Array:
 
     Returns a float32 scalar (float64 if any leaf is float64).
     """
-    leaves = [x if isinstance(x, jax.Array) else jnp.asarray(x) for x in jax.tree_util.tree_leaves(tree) if x is not None]
+    leaves = [x for x in jax.tree_util.tree_leaves(arrays(tree)) if x is not None]
     if not leaves:
         return jnp.zeros((), jnp.float32)
     acc_dtype = accumulation_dtype(leaves)

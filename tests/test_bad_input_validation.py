@@ -238,19 +238,10 @@ def test_a_schedule_returning_an_array_that_does_not_broadcast_is_named():
     _raises(lambda: tx.update(params, tx.init(params)), "scale_by_schedule", "(2,)", "(3,)")
 
 
-def _takes_learning_rate(entry):
-    import inspect  # noqa: PLC0415
-
-    try:
-        return "learning_rate" in inspect.signature(entry.factory).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def _lr_entries():
     from gradxform.testing.registry import REGISTRY  # noqa: PLC0415
 
-    return [e for e in REGISTRY if not e.slow and not e.random and _takes_learning_rate(e)]
+    return [e for e in REGISTRY if not e.slow and not e.random and "learning_rate" in _hyper.declared(e.factory)]
 
 
 def _scalar_lr(entry):
